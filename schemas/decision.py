@@ -1,0 +1,72 @@
+"""Dispatch decisions (dispatch.decision.v1): the set-points for one site and the plan behind them.
+
+A decision is keyed by site and carries a deterministic ``decision_id`` (site + decision
+interval + digest of the inputs), so consumers drop duplicates under at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import Identifier, IntervalEvent, NonNegativeMW, PriceUSDPerMWh, StrictModel
+
+Trigger = Literal["price", "carbon", "signal", "telemetry", "hashprice", "compute_demand", "timer"]
+
+
+class PlanStep(IntervalEvent):
+    """One step of the horizon behind the decision."""
+
+    mining_mw: NonNegativeMW
+    gpu_mw: NonNegativeMW
+    grid_import_mw: NonNegativeMW
+    price_usd_per_mwh: PriceUSDPerMWh
+    carbon_intensity_g_per_kwh: float = Field(ge=0.0)
+
+
+class Economics(StrictModel):
+    """Expected money and emissions of the first (committed) interval of the plan."""
+
+    energy_cost_usd: float
+    mining_revenue_usd: float
+    gpu_revenue_usd: float
+    net_margin_usd: float
+    emissions_kg_co2: float = Field(ge=0.0, description="Location-based: grid intensity x import.")
+
+
+class SolverReport(StrictModel):
+    """How the optimizer got there."""
+
+    status: Literal["optimal", "optimal_inaccurate"]
+    solver: str
+    solve_time_ms: float = Field(ge=0.0, description="Time the solver itself reported.")
+    wall_time_ms: float = Field(ge=0.0, description="Assign parameters + solve + read back.")
+
+
+class DispatchDecision(IntervalEvent):
+    """Set-points for [interval_start, interval_end) at one site, and the horizon behind them."""
+
+    kind: Literal["decision"] = "decision"
+    decision_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    site_id: Identifier
+    trigger: Trigger
+    input_version: str = Field(pattern=r"^[0-9a-f]{16}$", description="Digest of the inputs.")
+    mining_mw: NonNegativeMW
+    gpu_mw: NonNegativeMW
+    grid_import_mw: NonNegativeMW
+    mining_breakeven_usd_per_mwh: float = Field(
+        description="Node price above which mining loses money at this site (incl. PUE, carbon)."
+    )
+    shadow_price_interconnect_usd_per_mwh: float = Field(
+        description="What one more MW of interconnect is worth in the first interval."
+    )
+    gpu_shortfall_mw: NonNegativeMW = Field(description="GPU floor not served (slack used).")
+    signal_excess_mw: NonNegativeMW = Field(description="Import above an active grid-signal cap.")
+    binding_constraints: tuple[str, ...] = Field(description="Limits that bind in the first step.")
+    notes: tuple[str, ...] = Field(
+        default=(), description="Inputs that were held at their last value or assumed."
+    )
+    economics: Economics
+    solver: SolverReport
+    horizon: tuple[PlanStep, ...] = Field(min_length=1)

@@ -1,0 +1,58 @@
+"""The topic table of the contract: each topic's name, the model its values follow, and what its
+key is. The stream app declares its faust topics from this table and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.deadletter import DeadLetter
+from schemas.decision import DispatchDecision
+from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent
+from schemas.market import ComputeDemandEvent, HashpriceEvent
+from schemas.site import TelemetryEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TopicContract:
+    """One topic of the wire contract."""
+
+    name: str
+    model: type[BaseModel]
+    key: str
+    description: str
+    is_input: bool
+
+
+TOPICS: tuple[TopicContract, ...] = (
+    TopicContract("grid.price.v1", PriceEvent, "price node", "Node prices, $/MWh.", True),
+    TopicContract("grid.carbon.v1", CarbonEvent, "grid region", "Carbon intensity.", True),
+    TopicContract(
+        "grid.signal.v1", GridSignalEvent, "region or site", "Grid requests and caps.", True
+    ),
+    TopicContract("site.telemetry.v1", TelemetryEvent, "site", "Site measurements.", True),
+    TopicContract("market.hashprice.v1", HashpriceEvent, "none", "Mining revenue.", True),
+    TopicContract("compute.demand.v1", ComputeDemandEvent, "site", "GPU demand and value.", True),
+    TopicContract("dispatch.decision.v1", DispatchDecision, "site", "Set-points and plan.", False),
+    TopicContract("gridshift.deadletter.v1", DeadLetter, "original key", "Rejected inputs.", False),
+)
+
+TOPICS_BY_NAME: dict[str, TopicContract] = {t.name: t for t in TOPICS}
+INPUT_TOPICS: tuple[str, ...] = tuple(t.name for t in TOPICS if t.is_input)
+DECISION_TOPIC = "dispatch.decision.v1"
+DEADLETTER_TOPIC = "gridshift.deadletter.v1"
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """One JSON Schema per topic, keyed by topic name, with the topic and key documented."""
+    out: dict[str, dict[str, Any]] = {}
+    for topic in TOPICS:
+        schema = topic.model.model_json_schema(mode="serialization")
+        schema["$id"] = f"urn:gridshift:topic:{topic.name}"
+        schema["x-topic"] = topic.name
+        schema["x-key"] = topic.key
+        schema["description"] = topic.description
+        out[topic.name] = schema
+    return out

@@ -1,0 +1,153 @@
+"""The gridshift faust app: topics declared once from the contract, thin ingest agents, and the
+re-planner task. Agents decode -> validate -> fold into state -> mark sites dirty; anything
+unusable goes to the dead-letter topic with its bytes and reason, and the agent carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter, DispatchDecision
+from streams.codec import PydanticCodec, Rejection, dead_letter, decode
+from streams.planner import Planner
+from streams.settings import Settings
+from streams.sites import Fleet
+from streams.state import FleetState, InputEvent, UnknownSiteError
+from streams.transport import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    """What the worker has seen, for logs, tests and (later) metrics."""
+
+    events_in: dict[str, int] = field(default_factory=dict)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Worker:
+    """The faust app with its state, planner and counters."""
+
+    app: App
+    state: FleetState
+    planner: Planner
+    counters: Counters
+
+
+def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
+    """Create the app, declare every topic once, and wire the agents."""
+    app = App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        autodiscover=False,
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        web_enabled=settings.web_enabled,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+    )
+    decisions = app.topic(
+        settings.topic(DECISION_TOPIC),
+        key_serializer="raw",
+        value_serializer=PydanticCodec(DispatchDecision),
+        partitions=settings.topic_partitions,
+    )
+    dead_letters = app.topic(
+        settings.topic(DEADLETTER_TOPIC),
+        key_serializer="raw",
+        value_serializer=PydanticCodec(DeadLetter),
+        partitions=settings.topic_partitions,
+    )
+    state = FleetState(fleet)
+    counters = Counters()
+
+    async def publish(decision: DispatchDecision) -> None:
+        await decisions.send(key=decision.site_id.encode(), value=decision)
+
+    planner = Planner(
+        state,
+        publish,
+        n_steps=settings.horizon_steps,
+        step=timedelta(minutes=settings.step_minutes),
+        debounce_s=settings.debounce_ms / 1000.0,
+    )
+
+    async def reject(topic: str, event: Any, rejection: Rejection) -> None:
+        counters.dead_lettered[rejection.reason] = (
+            counters.dead_lettered.get(rejection.reason, 0) + 1
+        )
+        message = event.message
+        log.warning(
+            "dead-lettered topic=%s offset=%s reason=%s error=%s",
+            topic,
+            message.offset,
+            rejection.reason,
+            rejection.error,
+        )
+        record = dead_letter(
+            topic=topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=event.key,
+            value=event.value,
+            rejection=rejection,
+        )
+        await dead_letters.send(key=event.key, value=record)
+
+    for name in TOPICS_BY_NAME:
+        contract = TOPICS_BY_NAME[name]
+        if not contract.is_input:
+            continue
+        topic_name = settings.topic(name)
+        topic = app.topic(
+            topic_name,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+        )
+
+        async def ingest(
+            stream: faust.StreamT[Any], *, _topic: str = topic_name, _model: Any = contract.model
+        ) -> None:
+            async for event in stream.events():
+                counters.events_in[_topic] = counters.events_in.get(_topic, 0) + 1
+                decoded = decode(event.value, _model, settings.max_message_bytes)
+                if isinstance(decoded, Rejection):
+                    await reject(_topic, event, decoded)
+                    continue
+                try:
+                    applied = state.apply(_as_input(decoded))
+                except UnknownSiteError as exc:
+                    await reject(_topic, event, Rejection("unknown_site", str(exc)))
+                    continue
+                planner.mark_dirty(applied.sites, applied.trigger)
+
+        app.agent(topic, name=f"gridshift.ingest.{name}")(ingest)
+
+    async def replan() -> None:
+        await planner.run()
+
+    app.task(replan)
+
+    return Worker(app=app, state=state, planner=planner, counters=counters)
+
+
+def _as_input(model: Any) -> InputEvent:
+    """Narrow a decoded input model to the state's event union (the topic table guarantees it)."""
+    event: InputEvent = model
+    return event

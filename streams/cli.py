@@ -1,0 +1,307 @@
+"""``gridshift``: the command line. Each command parses its options into :class:`Settings` and
+calls one function; mistakes are reported as one line (what is wrong, how to fix it), never as a
+traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from schemas import INPUT_TOPICS, DispatchDecision, json_schemas
+from streams.errors import GridshiftError
+from streams.settings import Settings, load_settings
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def bootstrap_option(func: F) -> F:
+    return click.option(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers [env GRIDSHIFT_KAFKA_BOOTSTRAP].",
+    )(func)
+
+
+def prefix_option(func: F) -> F:
+    return click.option(
+        "--topic-prefix",
+        metavar="PREFIX",
+        help="Prefix of every topic [env GRIDSHIFT_TOPIC_PREFIX].",
+    )(func)
+
+
+def sites_option(func: F) -> F:
+    return click.option(
+        "--sites",
+        "sites_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Fleet file (TOML) [env GRIDSHIFT_SITES_FILE; default: the example fleet].",
+    )(func)
+
+
+def _settings(ctx: click.Context, **overrides: object) -> Settings:
+    return load_settings(log_level=ctx.obj.get("log_level"), **overrides)
+
+
+def _require_bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise GridshiftError(
+            "no broker: pass --bootstrap HOST:PORT or set GRIDSHIFT_KAFKA_BOOTSTRAP "
+            "(start one with 'gridshift broker')"
+        )
+    return settings.kafka_bootstrap
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Log verbosity [env GRIDSHIFT_LOG_LEVEL; default INFO].",
+)
+@click.version_option(package_name="gridshift")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None) -> None:
+    """gridshift: shift each site's power between Bitcoin mining and GPU inference.
+
+    Grid prices, carbon, signals and telemetry arrive on Kafka; dispatch decisions go out on
+    dispatch.decision.v1. Without --bootstrap, `worker` and `demo` start an embedded broker.
+    """
+    from streams.logs import configure  # noqa: PLC0415 - keep `--help` fast
+
+    ctx.obj = {"log_level": log_level}
+    configure(log_level or load_settings().log_level)
+
+
+@cli.command()
+@bootstrap_option
+@prefix_option
+@sites_option
+@click.pass_context
+def worker(
+    ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, sites_file: Path | None
+) -> None:
+    """Run the dispatch service until Ctrl-C (or SIGTERM)."""
+    from streams.sites import load_fleet  # noqa: PLC0415
+    from streams.worker import serve  # noqa: PLC0415
+
+    settings = _settings(
+        ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, sites_file=sites_file
+    )
+    _run(serve(settings, load_fleet(settings.sites_file)))
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: a free one).")
+def broker(port: int | None) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
+    from streams.broker import EmbeddedBroker  # noqa: PLC0415
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedBroker(port=port) as embedded:
+        click.echo(f"embedded broker listening on {embedded.bootstrap} (in memory; Ctrl-C stops)")
+        click.echo(f"  export GRIDSHIFT_KAFKA_BOOTSTRAP={embedded.bootstrap}")
+        while not stop.wait(timeout=1.0):
+            if embedded.pid is None:
+                break
+    click.echo("broker stopped")
+
+
+@cli.command()
+@click.argument("topic", type=click.Choice(INPUT_TOPICS))
+@click.argument("source", type=click.File("r"), default="-")
+@bootstrap_option
+@prefix_option
+@click.pass_context
+def publish(
+    ctx: click.Context, topic: str, source: TextIO, bootstrap: str | None, topic_prefix: str | None
+) -> None:
+    """Validate JSON lines from SOURCE (a file, or - for stdin) and publish them to TOPIC.
+
+    Every line is validated first; if any is invalid nothing is sent.
+    """
+    from streams.sdk import Publisher, validate_event  # noqa: PLC0415
+
+    settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    target = _require_bootstrap(settings)
+    events, errors = [], []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(validate_event(topic, json.loads(line)))
+        except (json.JSONDecodeError, GridshiftError) as exc:
+            errors.append(f"line {number}: {exc}")
+    for error in errors[:10]:
+        click.echo(f"gridshift: {error}", err=True)
+    if errors:
+        raise GridshiftError(f"{len(errors)} invalid line(s) in {source.name}; nothing was sent")
+
+    async def send() -> int:
+        async with Publisher(target, topic_prefix=settings.topic_prefix) as publisher:
+            return await publisher.publish_many(topic, events)
+
+    click.echo(f"published {_run(send())} event(s) to {settings.topic(topic)}")
+
+
+@cli.command()
+@click.option("--site", "sites", multiple=True, metavar="SITE_ID", help="Only these sites.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest decision, not now.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "table"]), default="table", show_default=True
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Exit after this many decisions.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), help="Exit after this many seconds.")
+@bootstrap_option
+@prefix_option
+@click.pass_context
+def subscribe(
+    ctx: click.Context,
+    sites: tuple[str, ...],
+    from_beginning: bool,
+    fmt: str,
+    limit: int | None,
+    timeout: float | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+) -> None:
+    """Print dispatch decisions as they arrive (duplicates dropped by decision id)."""
+    from streams.sdk import DecisionSubscriber  # noqa: PLC0415
+
+    settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    target = _require_bootstrap(settings)
+    render = _render_json if fmt == "json" else _render_row
+    if fmt == "table":
+        click.echo(_TABLE_HEADER)
+
+    async def follow() -> None:
+        count = 0
+        async with DecisionSubscriber(
+            target, topic_prefix=settings.topic_prefix, sites=sites, from_beginning=from_beginning
+        ) as subscriber:
+            async for decision in subscriber:
+                click.echo(render(decision))
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    with contextlib.suppress(TimeoutError):
+        _run(asyncio.wait_for(follow(), timeout=timeout))
+
+
+_TABLE_HEADER = (
+    f"{'interval_start (UTC)':<20} {'site':<16} {'mining MW':>9} {'GPU MW':>8} "
+    f"{'import MW':>9} {'b/e $/MWh':>9} {'trigger':<14} binding"
+)
+
+
+def _render_json(decision: DispatchDecision) -> str:
+    return decision.model_dump_json()
+
+
+def _render_row(decision: DispatchDecision) -> str:
+    start = decision.interval_start.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"{start:<20} {decision.site_id:<16} {decision.mining_mw:>9.2f} {decision.gpu_mw:>8.2f} "
+        f"{decision.grid_import_mw:>9.2f} {decision.mining_breakeven_usd_per_mwh:>9.1f} "
+        f"{decision.trigger:<14} {','.join(decision.binding_constraints)}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Real data folder [env GRIDSHIFT_DATA_DIR]; absent = a SYNTHETIC week.",
+)
+@click.option(
+    "--week-start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default="2024-08-18",
+    show_default=True,
+    help="First day (US Central) of the replayed week.",
+)
+@bootstrap_option
+@sites_option
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    data_dir: Path | None,
+    week_start: datetime,
+    bootstrap: str | None,
+    sites_file: Path | None,
+) -> None:
+    """Replay one real ERCOT week through broker and worker; print decisions and a summary."""
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from streams.demo import run_demo  # noqa: PLC0415
+    from streams.sites import load_fleet  # noqa: PLC0415
+
+    settings = _settings(ctx, kafka_bootstrap=bootstrap, data_dir=data_dir, sites_file=sites_file)
+    if settings.data_dir is None:
+        click.echo(
+            "no data folder given (--data-dir or GRIDSHIFT_DATA_DIR): running on a SYNTHETIC week",
+            err=True,
+        )
+    start = week_start.replace(tzinfo=ZoneInfo("America/Chicago")).astimezone(UTC)
+    _run(
+        run_demo(
+            settings, load_fleet(settings.sites_file), settings.data_dir, start, echo=click.echo
+        )
+    )
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder to write <topic>.schema.json files into (created if missing).",
+)
+def schemas(out: Path) -> None:
+    """Write one JSON Schema per topic (the wire contract)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for topic, schema in json_schemas().items():
+        path = out / f"{topic}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        click.echo(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every user-facing failure into one line."""
+    try:
+        result = cli.main(args=argv, prog_name="gridshift", standalone_mode=False)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "gridshift"
+        click.echo(f"gridshift: error: {exc.format_message()} (see '{command} --help')", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"gridshift: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except GridshiftError as exc:
+        click.echo(f"gridshift: error: {exc}", err=True)
+        return 1
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("gridshift: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

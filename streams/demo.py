@@ -1,0 +1,233 @@
+"""``gridshift demo``: one real week of ERCOT through the live pipeline, end to end.
+
+Starts (or uses) a broker and a worker, replays the week interval by interval (each interval's
+decision is awaited before the next is sent, so every interval gets decided), prints decisions
+whose set-points move, and ends with a summary per site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
+
+from schemas import DispatchDecision
+from streams.errors import GridshiftError
+from streams.history import ERCOT_REPLAY, GridRow, data_file, read_ercot_replay
+from streams.replay_events import row_events
+from streams.sdk import DecisionSubscriber, Publisher
+from streams.settings import Settings
+from streams.sites import Fleet, SiteConfig
+from streams.synthetic import SYNTHETIC_LABEL, synthetic_week, week_end
+from streams.worker import bootstrap_servers, running_worker
+
+DEFAULT_WEEK_START = datetime(2024, 8, 18, 5, 0, tzinfo=UTC)  # 2024-08-18 00:00 CDT
+DISPLAY_TZ = ZoneInfo("America/Chicago")
+DECISION_TIMEOUT_S = 30.0
+_MOVE_MW = 0.5
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class SiteTotals:
+    """What one site did over the week (from the decisions as published)."""
+
+    mining_mwh: float = 0.0
+    gpu_mwh: float = 0.0
+    energy_cost_usd: float = 0.0
+    mining_revenue_usd: float = 0.0
+    gpu_revenue_usd: float = 0.0
+    curtailed_hours: float = 0.0
+    intervals: int = 0
+
+    @property
+    def net_margin_usd(self) -> float:
+        return self.mining_revenue_usd + self.gpu_revenue_usd - self.energy_cost_usd
+
+
+@dataclass
+class DemoResult:
+    """The decisions (last per site and interval) and the totals per site."""
+
+    label: str
+    decisions: dict[tuple[str, datetime], DispatchDecision] = field(default_factory=dict)
+    totals: dict[str, SiteTotals] = field(default_factory=dict)
+
+
+def load_week(data_dir: Path | None, week_start: datetime) -> tuple[list[GridRow], str]:
+    """The real week from the data folder, or a labelled synthetic week when there is none."""
+    if data_dir is None:
+        return synthetic_week(week_start), SYNTHETIC_LABEL
+    rows, skipped = read_ercot_replay(
+        data_file(data_dir, ERCOT_REPLAY), week_start, week_end(week_start)
+    )
+    if not rows:
+        raise GridshiftError(f"no ERCOT rows in the week starting {week_start:%Y-%m-%d}")
+    label = f"real ERCOT HB_SOUTH data, {len(rows)} intervals"
+    return rows, label + (f" ({skipped} missing-price intervals skipped)" if skipped else "")
+
+
+async def run_demo(
+    settings: Settings,
+    fleet: Fleet,
+    data_dir: Path | None,
+    week_start: datetime = DEFAULT_WEEK_START,
+    echo: Echo = print,
+) -> DemoResult:
+    """Replay the week through broker and worker; return what was decided."""
+    rows, label = load_week(data_dir, week_start)
+    echo(
+        f"gridshift demo: {label}; {len(fleet.sites)} sites: "
+        + ", ".join(s.site_id for s in fleet.sites)
+    )
+    # A fresh topic namespace per run, so a shared broker never mixes two demos.
+    run_settings = settings.model_copy(
+        update={"topic_prefix": f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:8]}."}
+    )
+    prefix = run_settings.topic_prefix
+    result = DemoResult(label=label)
+    nodes = {site.price_node for site in fleet.sites}
+    regions = {site.carbon_region for site in fleet.sites}
+    if len(nodes) != 1 or len(regions) != 1:
+        raise GridshiftError("the demo replays one price node and region: use a one-node fleet")
+    async with (
+        bootstrap_servers(run_settings) as bootstrap,
+        running_worker(run_settings, fleet, bootstrap),
+        DecisionSubscriber(bootstrap, topic_prefix=prefix, from_beginning=True) as subscriber,
+        Publisher(bootstrap, topic_prefix=prefix) as publisher,
+    ):
+        arrived = asyncio.Event()
+
+        async def collect() -> None:
+            async for decision in subscriber:
+                result.decisions[(decision.site_id, decision.interval_start)] = decision
+                arrived.set()
+
+        collector = asyncio.create_task(collect())
+        try:
+            await _replay_lockstep(
+                rows,
+                fleet=fleet,
+                node=nodes.pop(),
+                region=regions.pop(),
+                publisher=publisher,
+                result=result,
+                arrived=arrived,
+            )
+        finally:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
+    result.totals = summarise(fleet, result.decisions, rows[0].interval_start)
+    for line in summary_lines(result):
+        echo(line)
+    return result
+
+
+async def _replay_lockstep(
+    rows: list[GridRow],
+    *,
+    fleet: Fleet,
+    node: str,
+    region: str,
+    publisher: Publisher,
+    result: DemoResult,
+    arrived: asyncio.Event,
+) -> None:
+    previous: dict[str, tuple[float, float]] = {}
+    progress = tqdm(total=len(rows), unit="interval", desc="replaying", leave=False)
+    try:
+        for row, events in row_events(rows, node, region):
+            for topic, event in events:
+                await publisher.publish(topic, event)
+            await publisher.flush()
+            wanted = [(site.site_id, row.interval_start) for site in fleet.sites]
+            deadline = asyncio.get_running_loop().time() + DECISION_TIMEOUT_S
+            while not all(key in result.decisions for key in wanted):
+                arrived.clear()
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise GridshiftError(
+                        f"no decision for {row.interval_start} within "
+                        f"{DECISION_TIMEOUT_S:.0f}s: is the worker running?"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), timeout=remaining)
+            for site_id, start in wanted:
+                decision = result.decisions[(site_id, start)]
+                setpoints = (decision.mining_mw, decision.gpu_mw)
+                last = previous.get(site_id)
+                if (
+                    last is None
+                    or max(abs(a - b) for a, b in zip(setpoints, last, strict=True)) > _MOVE_MW
+                ):
+                    progress.write(describe(decision, row.rt_price_usd_per_mwh))
+                previous[site_id] = setpoints
+            progress.update(1)
+    finally:
+        progress.close()
+
+
+def describe(decision: DispatchDecision, price: float) -> str:
+    """One readable line for a decision."""
+    local = decision.interval_start.astimezone(DISPLAY_TZ)
+    action = "shed" if "mining_off" in decision.binding_constraints else "run"
+    return (
+        f"{local:%a %m-%d %H:%M %Z}  {decision.site_id:<16} price {price:>9.2f} $/MWh  "
+        f"mining {decision.mining_mw:6.2f} MW ({action:<4})  gpu {decision.gpu_mw:6.2f} MW  "
+        f"break-even {decision.mining_breakeven_usd_per_mwh:6.1f}"
+    )
+
+
+def summarise(
+    fleet: Fleet, decisions: dict[tuple[str, datetime], DispatchDecision], first: datetime
+) -> dict[str, SiteTotals]:
+    """Totals per site from the committed (first-step) set-points of each decided interval."""
+    totals = {site.site_id: SiteTotals() for site in fleet.sites}
+    sites = fleet.by_id()
+    for (site_id, start), decision in sorted(decisions.items()):
+        if start < first:
+            continue
+        hours = (decision.interval_end - decision.interval_start) / timedelta(hours=1)
+        site_totals = totals[site_id]
+        site_totals.intervals += 1
+        site_totals.mining_mwh += decision.mining_mw * hours
+        site_totals.gpu_mwh += decision.gpu_mw * hours
+        site_totals.energy_cost_usd += decision.economics.energy_cost_usd
+        site_totals.mining_revenue_usd += decision.economics.mining_revenue_usd
+        site_totals.gpu_revenue_usd += decision.economics.gpu_revenue_usd
+        if decision.mining_mw < _mining_headroom(sites[site_id], decision) - _MOVE_MW:
+            site_totals.curtailed_hours += hours
+    return totals
+
+
+def _mining_headroom(site: SiteConfig, decision: DispatchDecision) -> float:
+    """MW mining could have drawn beside the GPUs under the interconnect."""
+    return max(0.0, min(site.mining_capacity_mw, site.interconnect_mw / site.pue - decision.gpu_mw))
+
+
+def summary_lines(result: DemoResult) -> list[str]:
+    header = (
+        f"{'site':<16} {'intervals':>9} {'mining MWh':>11} {'GPU MWh':>9} "
+        f"{'energy $':>11} {'mining $':>10} {'GPU $':>11} {'margin $':>11} {'curtailed h':>11}"
+    )
+    lines = ["", f"summary ({result.label}):", header]
+    for site_id, t in result.totals.items():
+        lines.append(
+            f"{site_id:<16} {t.intervals:>9d} {t.mining_mwh:>11.1f} {t.gpu_mwh:>9.1f} "
+            f"{t.energy_cost_usd:>11,.0f} {t.mining_revenue_usd:>10,.0f} "
+            f"{t.gpu_revenue_usd:>11,.0f} {t.net_margin_usd:>11,.0f} {t.curtailed_hours:>11.2f}"
+        )
+    lines.append(
+        "money at each interval's real-time price; curtailed h = mining held below the "
+        "envelope left by GPUs"
+    )
+    return lines

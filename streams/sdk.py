@@ -1,0 +1,189 @@
+"""The Python SDK: an async publisher of input events and an async subscriber of decisions.
+
+Publisher: validates every event against its topic's model before sending, batches sends, and
+awaits broker acknowledgement (``flush``). Subscriber: yields typed decisions, optionally for a
+set of sites, and drops duplicate decision ids (at-least-once delivery upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from schemas import DECISION_TOPIC, INPUT_TOPICS, TOPICS_BY_NAME, DispatchDecision
+from streams.codec import encode
+from streams.errors import GridshiftError
+from streams.keys import event_key
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(GridshiftError):
+    """An event failed validation or the broker did not acknowledge it."""
+
+
+def validate_event(topic: str, event: BaseModel | Mapping[str, Any]) -> BaseModel:
+    """``event`` as the model of ``topic`` (an input topic), or :class:`PublishError`."""
+    contract = TOPICS_BY_NAME.get(topic)
+    if contract is None or not contract.is_input:
+        raise PublishError(f"not an input topic: {topic!r} (choose from {', '.join(INPUT_TOPICS)})")
+    if isinstance(event, contract.model):
+        return event
+    payload = event.model_dump(mode="json") if isinstance(event, BaseModel) else dict(event)
+    try:
+        return contract.model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise PublishError(f"invalid {topic} event: {where}: {first['msg']}") from exc
+
+
+class Publisher:
+    """Publishes validated input events. Use as ``async with Publisher(bootstrap) as pub``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        topic_prefix: str = "",
+        linger_ms: int = 2,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        self.topic_prefix = topic_prefix
+        self.max_in_flight = max_in_flight
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all"
+        )
+        self._pending: list[asyncio.Future[Any]] = []
+        self.sent = 0
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise PublishError(f"cannot reach Kafka: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc is None:
+                await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def publish(self, topic: str, event: BaseModel | Mapping[str, Any]) -> None:
+        """Validate and queue one event; at most ``max_in_flight`` await acknowledgement."""
+        model = validate_event(topic, event)
+        future = await self._producer.send(
+            self.topic_prefix + topic, value=encode(model), key=event_key(model)
+        )
+        self._pending.append(future)
+        if len(self._pending) >= self.max_in_flight:
+            await self.flush()
+
+    async def publish_many(
+        self, topic: str, events: Iterable[BaseModel | Mapping[str, Any]]
+    ) -> int:
+        """Validate and publish a batch, then wait until the broker has acknowledged it all."""
+        count = 0
+        for event in events:
+            await self.publish(topic, event)
+            count += 1
+        await self.flush()
+        return count
+
+    async def flush(self) -> None:
+        """Wait for every queued event to be acknowledged by the broker."""
+        pending, self._pending = self._pending, []
+        try:
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise PublishError(f"broker did not acknowledge an event: {exc}") from exc
+        self.sent += len(pending)
+
+
+class DecisionSubscriber:
+    """Async iterator of :class:`DispatchDecision`, deduplicated by ``decision_id``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        topic_prefix: str = "",
+        sites: Iterable[str] | None = None,
+        from_beginning: bool = False,
+        group_id: str | None = None,
+        fetch_max_wait_ms: int = 20,
+        remember_ids: int = 100_000,
+    ) -> None:
+        self.sites = frozenset(sites) if sites else None
+        self.remember_ids = remember_ids
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.duplicates_dropped = 0
+        self.invalid_skipped = 0
+        self._consumer = AIOKafkaConsumer(
+            topic_prefix + DECISION_TOPIC,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=group_id is not None,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+        )
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise GridshiftError(f"cannot reach Kafka: {exc}") from exc
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._consumer.stop()
+
+    def __aiter__(self) -> AsyncIterator[DispatchDecision]:
+        return self._decisions()
+
+    async def _decisions(self) -> AsyncIterator[DispatchDecision]:
+        async for message in self._consumer:
+            if self.sites is not None and (message.key or b"").decode(errors="replace") not in (
+                self.sites
+            ):
+                continue
+            try:
+                decision = DispatchDecision.model_validate_json(message.value or b"")
+            except ValidationError as exc:
+                self.invalid_skipped += 1
+                log.warning("skipping invalid decision offset=%s error=%s", message.offset, exc)
+                continue
+            if self._is_duplicate(decision.decision_id):
+                self.duplicates_dropped += 1
+                continue
+            yield decision
+
+    def _is_duplicate(self, decision_id: str) -> bool:
+        if decision_id in self._seen:
+            return True
+        self._seen[decision_id] = None
+        if len(self._seen) > self.remember_ids:
+            self._seen.popitem(last=False)
+        return False

@@ -1,0 +1,63 @@
+"""One typed configuration for the stream shell, read once at the edge (environment
+``GRIDSHIFT_*``, an optional ``.env``, and CLI flags) and passed down. The optimizer never sees it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.errors import GridshiftError
+
+
+class Settings(BaseSettings):
+    """Everything a worker, publisher or subscriber needs to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRIDSHIFT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset = start the embedded broker."
+    )
+    topic_prefix: str = Field(
+        default="", pattern=r"^[A-Za-z0-9._\-]*$", description="Prepended to every topic name."
+    )
+    app_id: str = Field(default="gridshift", pattern=r"^[A-Za-z0-9._\-]+$")
+    sites_file: Path | None = Field(default=None, description="TOML fleet file.")
+    data_dir: Path | None = Field(default=None, description="Real historical data folder.")
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=10, ge=0, le=10_000, description="faust hard-codes 1500 ms; we make it ours."
+    )
+    producer_linger_ms: int = Field(default=2, ge=0, le=10_000)
+    debounce_ms: int = Field(default=20, ge=0, le=60_000, description="Coalesce input bursts.")
+    horizon_steps: int = Field(default=8, ge=1, le=2_000)
+    step_minutes: int = Field(default=15, ge=1, le=1_440)
+    max_message_bytes: int = Field(default=1_000_000, ge=1_024)
+    session_timeout_s: float = Field(default=6.0, gt=0.0, le=300.0)
+    rebalance_timeout_s: float = Field(default=3.0, gt=0.0, le=300.0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    web_enabled: bool = Field(default=False, description="faust's web server (off unless asked).")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65_535)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a contract topic."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings`, turning validation errors into one readable line."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise GridshiftError(
+            f"invalid setting {where} (env GRIDSHIFT_{where.upper()}): {first['msg']}"
+        ) from exc

@@ -1,0 +1,94 @@
+"""The fleet file: which sites exist, their physical limits, price node and carbon region.
+
+Read from TOML (``[[sites]]`` tables) and validated strictly; translated into the optimizer's
+:class:`~optimizer.SiteSpec` here, so the optimizer never sees configuration types.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optimizer import SiteSpec
+from schemas.base import Identifier
+from streams.errors import GridshiftError
+
+
+class SiteConfig(BaseModel):
+    """One site as the operator describes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    site_id: Identifier
+    description: str = ""
+    price_node: Identifier
+    carbon_region: Identifier
+    interconnect_mw: float = Field(gt=0.0)
+    pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    mining_capacity_mw: float = Field(ge=0.0)
+    miner_efficiency_j_per_th: float = Field(gt=5.0, le=200.0)
+    gpu_capacity_mw: float = Field(ge=0.0)
+    gpu_floor_mw: float = Field(default=0.0, ge=0.0, description="Contracted take-or-pay MW.")
+    gpu_value_usd_per_mwh: float = Field(default=1600.0, ge=0.0)
+    carbon_price_usd_per_t: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _floor_within_capacity(self) -> Self:
+        if self.gpu_floor_mw > self.gpu_capacity_mw:
+            raise ValueError("gpu_floor_mw cannot exceed gpu_capacity_mw")
+        return self
+
+    def spec(self) -> SiteSpec:
+        return SiteSpec(
+            site_id=self.site_id,
+            interconnect_mw=self.interconnect_mw,
+            mining_capacity_mw=self.mining_capacity_mw,
+            miner_efficiency_j_per_th=self.miner_efficiency_j_per_th,
+            gpu_capacity_mw=self.gpu_capacity_mw,
+            pue=self.pue,
+        )
+
+
+class Fleet(BaseModel):
+    """All sites, unique by id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sites: tuple[SiteConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        ids = [site.site_id for site in self.sites]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate site_id: {', '.join(duplicates)}")
+        return self
+
+    def by_id(self) -> dict[str, SiteConfig]:
+        return {site.site_id: site for site in self.sites}
+
+
+def example_sites_path() -> Path:
+    """The two-site example fleet shipped with the package."""
+    return Path(str(resources.files("streams").joinpath("examples", "sites.toml")))
+
+
+def load_fleet(path: Path | None) -> Fleet:
+    """Read and validate a fleet file; ``None`` means the shipped example fleet."""
+    path = path or example_sites_path()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise GridshiftError(f"sites file not found: {path} (pass --sites FILE)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise GridshiftError(f"sites file {path} is not valid TOML: {exc}") from exc
+    try:
+        return Fleet.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise GridshiftError(f"sites file {path}: {where}: {first['msg']}") from exc

@@ -1,0 +1,66 @@
+"""Running the service: resolve the broker (given, or embedded), start the faust app in this
+event loop, serve until told to stop, and shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from streams.app import Worker, build_worker
+from streams.broker import EmbeddedBroker
+from streams.settings import Settings
+from streams.sites import Fleet
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def bootstrap_servers(settings: Settings) -> AsyncIterator[str]:
+    """The configured bootstrap, or an embedded broker's for as long as the context lasts."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    broker = EmbeddedBroker()
+    await asyncio.to_thread(broker.start)
+    log.info("embedded broker started bootstrap=%s pid=%s", broker.bootstrap, broker.pid)
+    try:
+        yield broker.bootstrap
+    finally:
+        await asyncio.to_thread(broker.stop)
+        log.info("embedded broker stopped")
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> AsyncIterator[Worker]:
+    """A started worker; stopped (offsets committed, producer flushed) when the context exits."""
+    worker = build_worker(settings, fleet, bootstrap)
+    await worker.app.start()
+    log.info(
+        "worker started app_id=%s sites=%d bootstrap=%s",
+        settings.app_id,
+        len(fleet.sites),
+        bootstrap,
+    )
+    try:
+        yield worker
+    finally:
+        await worker.app.stop()
+        log.info(
+            "worker stopped decisions=%d dead_lettered=%s",
+            worker.planner.decisions_published,
+            worker.counters.dead_lettered,
+        )
+
+
+async def serve(settings: Settings, fleet: Fleet) -> None:
+    """The ``gridshift worker`` service: run until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with bootstrap_servers(settings) as bootstrap, running_worker(settings, fleet, bootstrap):
+        await stop.wait()
+        log.info("stop requested, shutting down")
