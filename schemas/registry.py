@@ -53,6 +53,6 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         schema["$id"] = f"urn:gridshift:topic:{topic.name}"
         schema["x-topic"] = topic.name
         schema["x-key"] = topic.key
-        schema["description"] = topic.description
+        schema["x-summary"] = topic.description
         out[topic.name] = schema
     return out

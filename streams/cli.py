@@ -237,6 +237,9 @@ def _render_row(decision: DispatchDecision) -> str:
     show_default=True,
     help="First day (US Central) of the replayed week.",
 )
+@click.option(
+    "--days", type=click.IntRange(1, 31), default=7, show_default=True, help="Days to replay."
+)
 @bootstrap_option
 @sites_option
 @click.pass_context
@@ -244,6 +247,7 @@ def demo(
     ctx: click.Context,
     data_dir: Path | None,
     week_start: datetime,
+    days: int,
     bootstrap: str | None,
     sites_file: Path | None,
 ) -> None:
@@ -262,7 +266,12 @@ def demo(
     start = week_start.replace(tzinfo=ZoneInfo("America/Chicago")).astimezone(UTC)
     _run(
         run_demo(
-            settings, load_fleet(settings.sites_file), settings.data_dir, start, echo=click.echo
+            settings,
+            load_fleet(settings.sites_file),
+            settings.data_dir,
+            start,
+            days=days,
+            echo=click.echo,
         )
     )
 

@@ -25,7 +25,7 @@ from streams.replay_events import row_events
 from streams.sdk import DecisionSubscriber, Publisher
 from streams.settings import Settings
 from streams.sites import Fleet, SiteConfig
-from streams.synthetic import SYNTHETIC_LABEL, synthetic_week, week_end
+from streams.synthetic import SYNTHETIC_LABEL, synthetic_week
 from streams.worker import bootstrap_servers, running_worker
 
 DEFAULT_WEEK_START = datetime(2024, 8, 18, 5, 0, tzinfo=UTC)  # 2024-08-18 00:00 CDT
@@ -62,15 +62,19 @@ class DemoResult:
     totals: dict[str, SiteTotals] = field(default_factory=dict)
 
 
-def load_week(data_dir: Path | None, week_start: datetime) -> tuple[list[GridRow], str]:
-    """The real week from the data folder, or a labelled synthetic week when there is none."""
+def load_week(
+    data_dir: Path | None, week_start: datetime, days: int = 7
+) -> tuple[list[GridRow], str]:
+    """Real rows from the data folder, or a labelled synthetic week when there is no folder."""
+    end = week_start + timedelta(days=days)
     if data_dir is None:
-        return synthetic_week(week_start), SYNTHETIC_LABEL
-    rows, skipped = read_ercot_replay(
-        data_file(data_dir, ERCOT_REPLAY), week_start, week_end(week_start)
-    )
+        rows = [row for row in synthetic_week(week_start) if row.interval_start < end]
+        return rows, SYNTHETIC_LABEL
+    rows, skipped = read_ercot_replay(data_file(data_dir, ERCOT_REPLAY), week_start, end)
     if not rows:
-        raise GridshiftError(f"no ERCOT rows in the week starting {week_start:%Y-%m-%d}")
+        raise GridshiftError(
+            f"no ERCOT rows from {week_start:%Y-%m-%d} (the replay table covers 2024-06..2024-12)"
+        )
     label = f"real ERCOT HB_SOUTH data, {len(rows)} intervals"
     return rows, label + (f" ({skipped} missing-price intervals skipped)" if skipped else "")
 
@@ -80,10 +84,12 @@ async def run_demo(
     fleet: Fleet,
     data_dir: Path | None,
     week_start: datetime = DEFAULT_WEEK_START,
+    *,
+    days: int = 7,
     echo: Echo = print,
 ) -> DemoResult:
-    """Replay the week through broker and worker; return what was decided."""
-    rows, label = load_week(data_dir, week_start)
+    """Replay ``days`` from ``week_start`` through broker and worker; return what was decided."""
+    rows, label = load_week(data_dir, week_start, days)
     echo(
         f"gridshift demo: {label}; {len(fleet.sites)} sites: "
         + ", ".join(s.site_id for s in fleet.sites)

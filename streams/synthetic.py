@@ -7,7 +7,7 @@ day three, a carbon curve that follows load, and a flat hashprice. Never present
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from streams.history import ERCOT_STEP, GridRow
 
@@ -32,7 +32,3 @@ def synthetic_week(start: datetime) -> list[GridRow]:
             )
         )
     return rows
-
-
-def week_end(start: datetime) -> datetime:
-    return start + timedelta(days=7)
