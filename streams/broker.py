@@ -56,6 +56,17 @@ def kafka_api_versions_ok(host: str, port: int, timeout_s: float = 1.0) -> bool:
     return bool(answered_id == correlation_id)
 
 
+def _ensure_free(host: str, port: int) -> None:
+    """Fail fast when the port is taken: another broker there would answer our readiness probe."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise BrokerError(
+                f"port {port} on {host} is already in use; pick another with --port"
+            ) from exc
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     data = b""
     while len(data) < n:
@@ -106,6 +117,7 @@ class EmbeddedBroker:
         """Start the broker and wait until it answers Kafka requests."""
         if self._process is not None:
             raise BrokerError("broker already started")
+        _ensure_free(self.host, self.port)
         url = f"tcp://{self.bootstrap}"
         fd, log_name = tempfile.mkstemp(prefix="gridshift-tansu-", suffix=".log")
         self._log_path = Path(log_name)
