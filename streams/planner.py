@@ -52,7 +52,7 @@ class Planner:
 
     def mark_dirty(self, site_ids: frozenset[str], trigger: Trigger) -> None:
         for site_id in site_ids:
-            self._dirty.setdefault(site_id, trigger)
+            self._dirty[site_id] = trigger  # the latest input is what the decision answers
         if site_ids:
             self._wake.set()
 

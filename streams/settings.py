@@ -37,9 +37,11 @@ class Settings(BaseSettings):
     horizon_steps: int = Field(default=8, ge=1, le=2_000)
     step_minutes: int = Field(default=15, ge=1, le=1_440)
     max_message_bytes: int = Field(default=1_000_000, ge=1_024)
-    session_timeout_s: float = Field(default=6.0, gt=0.0, le=300.0)
+    # Short by default: Tansu completes a group join only after about the session timeout, so
+    # this is the worker start-up time on the embedded broker. Production sets 30 s (compose).
+    session_timeout_s: float = Field(default=3.0, gt=0.0, le=300.0)
     rebalance_timeout_s: float = Field(default=3.0, gt=0.0, le=300.0)
-    heartbeat_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    heartbeat_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
     web_enabled: bool = Field(default=False, description="faust's web server (off unless asked).")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65_535)

@@ -1,0 +1,155 @@
+"""The CLI as a user runs it: `gridshift broker`, `worker`, `publish`, `subscribe` and `demo` as
+separate processes talking over real TCP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas import DispatchDecision
+from streams.broker import EmbeddedBroker, free_port, kafka_api_versions_ok
+from tests.conftest import REPO
+from tests.e2e.harness import hashprice, price
+from tests.streams.test_broker import wait_until
+
+pytestmark = pytest.mark.e2e
+GRIDSHIFT = [sys.executable, "-m", "streams.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    env.update(extra)
+    return env
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GRIDSHIFT, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def worker_process(broker: EmbeddedBroker, topic_prefix: str) -> Iterator[subprocess.Popen[str]]:
+    env = clean_env(
+        GRIDSHIFT_KAFKA_BOOTSTRAP=broker.bootstrap,
+        GRIDSHIFT_TOPIC_PREFIX=topic_prefix,
+        GRIDSHIFT_APP_ID=f"{topic_prefix}cli",
+    )
+    process = subprocess.Popen(
+        [*GRIDSHIFT, "worker", "--sites", str(REPO / "streams/examples/sites.toml")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=30)
+
+
+def test_worker_publish_subscribe_round_trip(
+    broker: EmbeddedBroker, topic_prefix: str, worker_process: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    env = clean_env(GRIDSHIFT_KAFKA_BOOTSTRAP=broker.bootstrap, GRIDSHIFT_TOPIC_PREFIX=topic_prefix)
+
+    def publish(topic: str, lines: list[str]) -> None:
+        path = tmp_path / f"{topic}.jsonl"
+        path.write_text("".join(line + "\n" for line in lines))
+        published = run(["publish", topic, str(path)], env)
+        assert published.returncode == 0, published.stderr
+        assert f"published {len(lines)} event(s)" in published.stdout
+
+    def subscribe(count: int) -> list[DispatchDecision]:
+        args = ["subscribe", "--from-beginning", "--format", "json", "--site", "tx-south-mine"]
+        done = run([*args, "--limit", str(count), "--timeout", "45"], env, timeout=90)
+        assert done.returncode == 0, done.stderr
+        return [DispatchDecision.model_validate_json(line) for line in done.stdout.splitlines()]
+
+    # One price at a time: the worker coalesces bursts and decides on the latest snapshot only.
+    publish("market.hashprice.v1", [hashprice().model_dump_json()])
+    publish("grid.price.v1", [price(0, 20.0).model_dump_json()])
+    assert subscribe(1)[0].mining_mw > 0
+    publish("grid.price.v1", [price(1, 900.0).model_dump_json()])
+    decisions = subscribe(2)
+    assert [d.horizon[0].price_usd_per_mwh for d in decisions] == [20.0, 900.0]
+    assert {d.site_id for d in decisions} == {"tx-south-mine"}
+    assert decisions[1].mining_mw == 0
+
+    table = run(
+        ["subscribe", "--from-beginning", "--limit", "1", "--timeout", "45"], env, timeout=90
+    )
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].startswith("interval_start (UTC)")
+
+    worker_process.send_signal(signal.SIGTERM)
+    _, stderr = worker_process.communicate(timeout=30)
+    assert worker_process.returncode == 0, stderr
+    assert "worker stopped" in stderr
+
+
+def test_broker_command_serves_until_terminated() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*GRIDSHIFT, "broker", "--port", str(port)],
+        cwd=REPO,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: kafka_api_versions_ok("127.0.0.1", port), 20)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=20)
+        assert process.returncode == 0
+        assert f"127.0.0.1:{port}" in out
+        assert not kafka_api_versions_ok("127.0.0.1", port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=20)
+
+
+@pytest.mark.data
+def test_demo_on_real_ercot_data_sheds_mining_in_the_scarcity_evening(data_dir: Path) -> None:
+    result = run(
+        ["demo", "--days", "2", "--week-start", "2024-08-20"],
+        clean_env(GRIDSHIFT_DATA_DIR=str(data_dir)),
+        timeout=110,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "real ERCOT HB_SOUTH data, 192 intervals" in out
+    # The scarcity evening of 20 August: prices reached $2,450 at 19:15 and $4,858 at 19:30 CDT.
+    evening = [line for line in out.splitlines() if "08-20 19:" in line]
+    assert evening, "no decision printed for the scarcity evening"
+    assert all("mining   0.00 MW (shed)" in line for line in evening)
+    assert any("2450.22" in line and "gpu   3.00 MW" in line for line in evening)
+    summary = out[out.index("summary (") :]
+    assert "tx-south-mine" in summary
+    assert "tx-south-ai" in summary
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_without_data_runs_on_a_labelled_synthetic_week() -> None:
+    result = run(["demo", "--days", "1"], clean_env(), timeout=110)
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" in result.stderr
+    assert "SYNTHETIC DATA" in result.stdout
+    assert "summary (SYNTHETIC DATA" in result.stdout
