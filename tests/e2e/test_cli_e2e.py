@@ -3,7 +3,6 @@ separate processes talking over real TCP."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

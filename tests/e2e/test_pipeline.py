@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import jsonschema
 import pytest
@@ -21,15 +22,15 @@ from streams.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
 from streams.sites import Fleet
 from tests.e2e.harness import (
-    Q,
     T0,
     WAIT_S,
     DecisionLog,
+    Q,
     hashprice,
     price,
     read_records,
-    worker_settings,
     worker_on,
+    worker_settings,
 )
 from tests.schemas.examples import VALID
 
@@ -58,7 +59,7 @@ async def decisions(
         await log.close()
 
 
-def at(k: int):  # noqa: ANN201 - a predicate factory
+def at(k: int) -> Callable[[DispatchDecision], bool]:
     return lambda d: d.interval_start == T0 + k * Q
 
 
@@ -131,7 +132,7 @@ async def test_an_independent_client_drives_the_worker(
             message = await asyncio.to_thread(consumer.poll, 0.5)
             if message is None or message.error():
                 continue
-            payload = json.loads(message.value())
+            payload = json.loads(message.value() or b"")
             validator.validate(payload)
             assert message.key() == b"site-a"
             decision = DispatchDecision.model_validate(payload)
@@ -176,6 +177,6 @@ async def test_consumer_fetch_wait_is_the_configured_one(
 ) -> None:
     settings = worker_settings(topic_prefix, consumer_fetch_max_wait_ms=37)
     async with worker_on(broker.bootstrap, one_site_fleet, settings) as running:
-        consumer = running.app.consumer._thread._consumer
+        consumer: Any = running.app.consumer._thread._consumer  # type: ignore[attr-defined]
         assert consumer._fetch_max_wait_ms == 37
         assert consumer._fetcher._fetch_max_wait_ms == 37
