@@ -2,16 +2,26 @@
 no imports from ``schemas`` or ``streams``: the stream shell translates events into these types."""
 
 from optimizer.errors import OptimizerError, SolverFailed, SpecError
+from optimizer.fleet import FleetModel
+from optimizer.horizon import Horizon
 from optimizer.model import DispatchModel
-from optimizer.plan import Plan
-from optimizer.snapshot import SiteSnapshot
-from optimizer.spec import SiteSpec
+from optimizer.plan import FleetPlan, Plan
+from optimizer.snapshot import BatchJob, FleetSnapshot, PoolSnapshot, SiteSnapshot
+from optimizer.spec import BatterySpec, FleetSpec, PoolSpec, SiteSpec
 from optimizer.value import mining_revenue_usd_per_mwh
 
 __all__ = [
+    "BatchJob",
+    "BatterySpec",
     "DispatchModel",
+    "FleetModel",
+    "FleetPlan",
+    "FleetSnapshot",
+    "Horizon",
     "OptimizerError",
     "Plan",
+    "PoolSnapshot",
+    "PoolSpec",
     "SiteSnapshot",
     "SiteSpec",
     "SolverFailed",

@@ -1,12 +1,14 @@
 """What the optimizer knows at one decision time: per-step curves over the horizon.
 
 A snapshot is plain data built by the stream shell from past events only. Every curve has one
-value per horizon step; ``signal_cap_mw`` is +inf where no grid signal is active.
+value per horizon step; ``signal_cap_mw`` is +inf where no grid signal is active. Optional inputs
+default to "none": no on-site carbon-free supply, no PPA, no peak charge, no batch work.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +24,16 @@ _CURVES_NONNEGATIVE = (
     "gpu_floor_mw",
     "mining_available_mw",
 )
+_OPTIONAL_NONNEGATIVE = ("onsite_cfe_mw", "ppa_mw", "peak_cost_usd_per_mw")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """Deferrable GPU work: ``energy_mwh`` of IT energy by the end of step ``deadline_step``."""
+
+    energy_mwh: float
+    deadline_step: int
+    max_mw: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +50,78 @@ class SiteSnapshot:
     mining_available_mw: FloatArray
     signal_cap_mw: FloatArray
     carbon_price_usd_per_t: float = 0.0
+    onsite_cfe_mw: FloatArray | None = None
+    ppa_mw: FloatArray | None = None
+    peak_cost_usd_per_mw: FloatArray | None = None
+    mining_now_mw: float | None = None
+    battery_soc_mwh: float = 0.0
+    batch_jobs: tuple[BatchJob, ...] = ()
 
     @property
     def n_steps(self) -> int:
         return len(self.step_hours)
 
-    def validate(self, n_steps: int) -> None:
-        """Raise :class:`SpecError` naming the first malformed curve."""
-        for name in (*_CURVES_NONNEGATIVE, "price_usd_per_mwh", "signal_cap_mw"):
-            curve = np.asarray(getattr(self, name), dtype=float)
+    def curve(self, name: str) -> FloatArray:
+        """An optional curve, zeros when absent."""
+        value = getattr(self, name)
+        if value is None:
+            return np.zeros(self.n_steps)
+        return np.asarray(value, dtype=float)
+
+    def validate(self, n_steps: int, where: str = "") -> None:
+        """Raise :class:`SpecError` naming the first malformed input (prefixed by ``where``)."""
+        for name in (
+            *_CURVES_NONNEGATIVE,
+            "price_usd_per_mwh",
+            "signal_cap_mw",
+            *_OPTIONAL_NONNEGATIVE,
+        ):
+            raw = getattr(self, name)
+            if raw is None:
+                continue
+            curve = np.asarray(raw, dtype=float)
             if curve.shape != (n_steps,):
-                raise SpecError(name, f"expected {n_steps} steps, got shape {curve.shape}")
+                raise SpecError(where + name, f"expected {n_steps} steps, got shape {curve.shape}")
             # +inf is how "no signal active" is spelled; every other curve must be finite.
             infinite_ok = name == "signal_cap_mw"
             bad = (np.isnan(curve) | (curve < 0)) if infinite_ok else ~np.isfinite(curve)
             if bad.any():
-                raise SpecError(name, f"non-finite or invalid value at step {int(np.argmax(bad))}")
-            if name in _CURVES_NONNEGATIVE and (curve < 0).any():
-                raise SpecError(name, f"negative value at step {int(np.argmax(curve < 0))}")
+                step = int(np.argmax(bad))
+                raise SpecError(where + name, f"non-finite or invalid value at step {step}")
+            if name in (*_CURVES_NONNEGATIVE, *_OPTIONAL_NONNEGATIVE) and (curve < 0).any():
+                raise SpecError(where + name, f"negative value at step {int(np.argmax(curve < 0))}")
         if (np.asarray(self.step_hours) <= 0).any():
-            raise SpecError("step_hours", "every step must be longer than zero")
-        if not np.isfinite(self.carbon_price_usd_per_t) or self.carbon_price_usd_per_t < 0:
-            raise SpecError("carbon_price_usd_per_t", "must be finite and >= 0")
+            raise SpecError(where + "step_hours", "every step must be longer than zero")
+        for name in ("carbon_price_usd_per_t", "battery_soc_mwh"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0:
+                raise SpecError(where + name, "must be finite and >= 0")
+        if self.mining_now_mw is not None and not (
+            np.isfinite(self.mining_now_mw) and self.mining_now_mw >= 0
+        ):
+            raise SpecError(where + "mining_now_mw", "must be finite and >= 0")
+        for k, job in enumerate(self.batch_jobs):
+            label = f"{where}batch_jobs.{k}"
+            if not 0 <= job.deadline_step < n_steps:
+                raise SpecError(label + ".deadline_step", f"must be in [0, {n_steps - 1}]")
+            if not (np.isfinite(job.energy_mwh) and job.energy_mwh >= 0):
+                raise SpecError(label + ".energy_mwh", "must be finite and >= 0")
+            if not (np.isfinite(job.max_mw) and job.max_mw >= 0):
+                raise SpecError(label + ".max_mw", "must be finite and >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """Flexible inference demand (MW) and its value ($/MWh) per step."""
+
+    demand_mw: FloatArray
+    value_usd_per_mwh: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    """Every site's snapshot, every pool's demand, and the fleet carbon budget for the horizon."""
+
+    sites: Mapping[str, SiteSnapshot]
+    pools: Mapping[str, PoolSnapshot] = field(default_factory=dict)
+    carbon_budget_t: float | None = None

@@ -120,7 +120,7 @@ def test_malformed_spec_raises_a_typed_error_naming_the_field(field: str, value:
 
 
 def test_snapshot_of_the_wrong_length_names_the_field(model: DispatchModel) -> None:
-    with pytest.raises(SpecError, match="step_hours: expected 4 steps"):
+    with pytest.raises(SpecError, match="sites.a.step_hours: expected 4 steps"):
         model.plan(snapshot(n=3))
 
 
@@ -128,4 +128,4 @@ def test_nan_price_names_the_field(model: DispatchModel) -> None:
     bad = dataclasses.replace(snapshot(), price_usd_per_mwh=np.array([1.0, np.nan, 1.0, 1.0]))
     with pytest.raises(SpecError) as caught:
         model.plan(bad)
-    assert caught.value.field == "price_usd_per_mwh"
+    assert caught.value.field == "sites.a.price_usd_per_mwh"
