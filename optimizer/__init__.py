@@ -17,6 +17,7 @@ __all__ = [
     "FleetModel",
     "FleetPlan",
     "FleetSnapshot",
+    "FleetSpec",
     "Horizon",
     "OptimizerError",
     "Plan",

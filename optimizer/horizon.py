@@ -31,7 +31,7 @@ class Horizon:
         coarse_minutes: int = 60,
         total_hours: float = 24.0,
     ) -> Horizon:
-        """``fine_steps`` x ``fine_minutes``, then ``coarse_minutes`` steps up to ``total_hours``."""
+        """``fine_steps`` x ``fine_minutes``, then ``coarse_minutes`` steps to ``total_hours``."""
         steps = [fine_minutes] * fine_steps
         remaining = int(total_hours * 60) - fine_minutes * fine_steps
         if remaining < 0:

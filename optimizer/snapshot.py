@@ -92,6 +92,9 @@ class SiteSnapshot:
                 raise SpecError(where + name, f"negative value at step {int(np.argmax(curve < 0))}")
         if (np.asarray(self.step_hours) <= 0).any():
             raise SpecError(where + "step_hours", "every step must be longer than zero")
+        self._validate_scalars(n_steps, where)
+
+    def _validate_scalars(self, n_steps: int, where: str) -> None:
         for name in ("carbon_price_usd_per_t", "battery_soc_mwh"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:

@@ -4,6 +4,8 @@ PPA and on-site supply, coincident-peak charges and the fleet carbon budget."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from optimizer import (
     BatchJob,
     BatterySpec,
     FleetModel,
+    FleetPlan,
     FleetSnapshot,
     FleetSpec,
     Horizon,
@@ -22,7 +25,10 @@ from optimizer import (
 )
 from tests.optimizer.cases import SPEC, snapshot
 
-CHEAP_DIRTY_CLEAN = dict(price=[20.0, 20.0, 60.0, 60.0], carbon=[800.0, 800.0, 100.0, 100.0])
+CHEAP_DIRTY_CLEAN: dict[str, Any] = {
+    "price": [20.0, 20.0, 60.0, 60.0],
+    "carbon": [800.0, 800.0, 100.0, 100.0],
+}
 
 
 ALIASES = {"price": "price_usd_per_mwh", "carbon": "carbon_g_per_kwh"}
@@ -39,8 +45,16 @@ def with_curves(n: int = 4, **curves: object) -> SiteSnapshot:
     return dataclasses.replace(snapshot(n), **changes)  # type: ignore[arg-type]
 
 
-def solve(spec: FleetSpec, sites: dict[str, object], n: int = 4, **kwargs: object):  # noqa: ANN201
-    return FleetModel(spec, n).plan(FleetSnapshot(sites=sites, **kwargs))  # type: ignore[arg-type]
+def solve(
+    spec: FleetSpec,
+    sites: Mapping[str, SiteSnapshot],
+    n: int = 4,
+    *,
+    pools: Mapping[str, PoolSnapshot] | None = None,
+    carbon_budget_t: float | None = None,
+) -> FleetPlan:
+    snapshot = FleetSnapshot(sites=sites, pools=pools or {}, carbon_budget_t=carbon_budget_t)
+    return FleetModel(spec, n).plan(snapshot)
 
 
 def test_default_horizon_is_twelve_five_minute_steps_then_hourly_to_a_day() -> None:
@@ -101,7 +115,7 @@ def test_routing_sends_flexible_inference_to_the_cheaper_cleaner_site() -> None:
     b = dataclasses.replace(SPEC, site_id="b", mining_capacity_mw=0.0)
     pool = PoolSpec("chat", eligible=(("a", 0.0), ("b", 5.0)))
     spec = FleetSpec(sites=(a, b), pools=(pool,))
-    idle = dict(gpu_demand_mw=[0.0] * 4, gpu_floor_mw=[0.0] * 4)
+    idle: dict[str, Any] = {"gpu_demand_mw": [0.0] * 4, "gpu_floor_mw": [0.0] * 4}
     sites = {
         "a": with_curves(
             price=[200.0] * 4, carbon=[700.0] * 4, carbon_price_usd_per_t=50.0, **idle
@@ -119,7 +133,7 @@ def test_routing_respects_gpu_capacity_and_splits_the_pool() -> None:
     a = dataclasses.replace(SPEC, site_id="a", mining_capacity_mw=0.0, gpu_capacity_mw=10.0)
     b = dataclasses.replace(SPEC, site_id="b", mining_capacity_mw=0.0, gpu_capacity_mw=4.0)
     spec = FleetSpec(sites=(a, b), pools=(PoolSpec("p", (("a", 0.0), ("b", 0.0))),))
-    firm = dict(gpu_demand_mw=[2.0] * 4, gpu_floor_mw=[2.0] * 4)
+    firm: dict[str, Any] = {"gpu_demand_mw": [2.0] * 4, "gpu_floor_mw": [2.0] * 4}
     sites = {
         "a": with_curves(price=[100.0] * 4, **firm),
         "b": with_curves(price=[10.0] * 4, **firm),
@@ -239,7 +253,7 @@ def test_malformed_fleet_specs_name_the_field(build: object, field: str) -> None
 
 def test_snapshot_problems_name_the_site_and_field() -> None:
     model = FleetModel(FleetSpec(sites=(SPEC,), carbon_budget=True), 4)
-    with pytest.raises(SpecError, match="sites.a: missing from the snapshot"):
+    with pytest.raises(SpecError, match=r"sites\.a: missing from the snapshot"):
         model.plan(FleetSnapshot(sites={}))
     with pytest.raises(SpecError, match="carbon_budget_t"):
         model.plan(FleetSnapshot(sites={"a": snapshot()}))

@@ -120,7 +120,7 @@ def test_malformed_spec_raises_a_typed_error_naming_the_field(field: str, value:
 
 
 def test_snapshot_of_the_wrong_length_names_the_field(model: DispatchModel) -> None:
-    with pytest.raises(SpecError, match="sites.a.step_hours: expected 4 steps"):
+    with pytest.raises(SpecError, match=r"sites\.a\.step_hours: expected 4 steps"):
         model.plan(snapshot(n=3))
 
 
