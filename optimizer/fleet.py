@@ -35,8 +35,9 @@ from optimizer.components import (
     clean,
 )
 from optimizer.errors import SolverFailed, SpecError
+from optimizer.highs import HighsRunner
 from optimizer.plan import FleetPlan, Plan
-from optimizer.snapshot import FleetSnapshot, SiteSnapshot
+from optimizer.snapshot import FleetSnapshot, SiteSnapshot, validate_all
 from optimizer.spec import FleetSpec, SiteSpec
 from optimizer.value import (
     FloatArray,
@@ -76,10 +77,18 @@ def _per_row(sites: tuple[SiteSpec, ...], attribute: str, n_steps: int) -> Float
 class FleetModel:
     """Compiled LP for a fleet over ``n_steps`` horizon steps."""
 
-    def __init__(self, spec: FleetSpec, n_steps: int) -> None:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        n_steps: int,
+        *,
+        warm_start: bool = True,
+        time_limit_s: float | None = None,
+    ) -> None:
         if n_steps < 1:
             raise SpecError("n_steps", "must be >= 1")
         self.spec = spec
+        self._runner = HighsRunner(warm_start=warm_start, time_limit_s=time_limit_s)
         self.n_steps = n_steps
         self.layout = layout = Layout.of(spec, n_steps)
         rows = layout.n_sites * n_steps
@@ -169,13 +178,13 @@ class FleetModel:
             snap = snapshot.sites.get(site.site_id)
             if snap is None:
                 raise SpecError(f"sites.{site.site_id}", "missing from the snapshot")
-            snap.validate(self.n_steps, where=f"sites.{site.site_id}.")
             if len(snap.batch_jobs) > site.batch_slots:
                 raise SpecError(
                     f"sites.{site.site_id}.batch_jobs",
                     f"{len(snap.batch_jobs)} jobs > {site.batch_slots} batch slots",
                 )
             snaps.append(snap)
+        validate_all(snaps, [f"sites.{s.site_id}." for s in self.spec.sites], self.n_steps)
         return snaps
 
     def _assign(self, snapshot: FleetSnapshot) -> dict[str, FloatArray]:
@@ -260,17 +269,15 @@ class FleetModel:
         started = time.perf_counter()
         arrays = self._assign(snapshot)
         try:
-            self.problem.solve(solver=cp.HIGHS)
-        except cp.error.SolverError as exc:
+            solve_time = self._runner.solve(self.problem)
+        except (cp.error.SolverError, ValueError) as exc:
             raise SolverFailed("solver_error", str(exc)) from exc
         status = str(self.problem.status)
         if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
             raise SolverFailed(status)
-        stats = self.problem.solver_stats
-        solve_time = float(stats.solve_time or 0.0)
         plans = self._read_plans(arrays)
         wall = time.perf_counter() - started
-        objective, solver = float(self.problem.value), str(stats.solver_name)
+        objective, solver = float(self.problem.value), "HIGHS"
         hours = arrays["hours"]
         facility = clean(self.grid_import.value) + clean(self.onsite.value)
         load_mwh = float(hours @ facility)
