@@ -29,10 +29,18 @@ class Economics(StrictModel):
     """Expected money and emissions of the first (committed) interval of the plan."""
 
     energy_cost_usd: float
+    peak_cost_usd: float = Field(default=0.0, description="Expected coincident-peak charge.")
     mining_revenue_usd: float
     gpu_revenue_usd: float
     net_margin_usd: float
     emissions_kg_co2: float = Field(ge=0.0, description="Location-based: grid intensity x import.")
+    emissions_market_kg_co2: float = Field(
+        default=0.0, ge=0.0, description="Market-based: import not matched by contracted CFE."
+    )
+    horizon_net_margin_usd: float = Field(default=0.0, description="Over the whole horizon.")
+    cfe_score: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Hourly-matched carbon-free share, horizon."
+    )
 
 
 class SolverReport(StrictModel):
@@ -61,8 +69,19 @@ class DispatchDecision(IntervalEvent):
     shadow_price_interconnect_usd_per_mwh: float = Field(
         description="What one more MW of interconnect is worth in the first interval."
     )
+    routed_gpu_mw: NonNegativeMW = Field(default=0.0, description="Flexible pool demand served.")
+    batch_mw: NonNegativeMW = Field(default=0.0, description="Deferrable batch work running.")
+    battery_charge_mw: NonNegativeMW = 0.0
+    battery_discharge_mw: NonNegativeMW = 0.0
+    onsite_cfe_mw: NonNegativeMW = Field(default=0.0, description="On-site carbon-free supply.")
+    shadow_price_carbon_usd_per_t: float = Field(
+        default=0.0, description="What one more tonne of fleet carbon budget is worth."
+    )
     gpu_shortfall_mw: NonNegativeMW = Field(description="GPU floor not served (slack used).")
     signal_excess_mw: NonNegativeMW = Field(description="Import above an active grid-signal cap.")
+    slacks_used: dict[str, float] = Field(
+        default_factory=dict, description="Penalty slacks the plan needed, by name and amount."
+    )
     binding_constraints: tuple[str, ...] = Field(description="Limits that bind in the first step.")
     notes: tuple[str, ...] = Field(
         default=(), description="Inputs that were held at their last value or assumed."

@@ -22,6 +22,7 @@ class TelemetryEvent(IntervalEvent):
     mining_available_mw: NonNegativeMW = Field(
         description="MW of miners online and ready to run (caps the mining set-point)."
     )
+    battery_soc_mwh: float | None = Field(default=None, ge=0.0, le=1e6)
     hashrate_th_s: float = Field(default=0.0, ge=0.0, le=1e12)
     gpu_utilization_pct: float = Field(default=0.0, ge=0.0, le=100.0)
     inference_queue_depth: int = Field(default=0, ge=0, le=1_000_000_000)

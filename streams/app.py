@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import faust
@@ -82,8 +81,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     planner = Planner(
         state,
         publish,
-        n_steps=settings.horizon_steps,
-        step=timedelta(minutes=settings.step_minutes),
+        horizon=settings.horizon(),
         debounce_s=settings.debounce_ms / 1000.0,
     )
 

@@ -95,8 +95,13 @@ async def run_demo(
         + ", ".join(s.site_id for s in fleet.sites)
     )
     # A fresh topic namespace per run, so a shared broker never mixes two demos.
+    # The replayed prices are 15-minute intervals: the committed step is one interval long.
     run_settings = settings.model_copy(
-        update={"topic_prefix": f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:8]}."}
+        update={
+            "topic_prefix": f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:8]}.",
+            "horizon_fine_steps": 4,
+            "horizon_fine_minutes": 15,
+        }
     )
     prefix = run_settings.topic_prefix
     result = DemoResult(label=label)

@@ -1,5 +1,6 @@
-"""The debounced re-planner: sites marked dirty by input events are solved on their latest
-snapshot, off the event loop, and each new plan is handed to ``publish``.
+"""The debounced re-planner: sites marked dirty by input events trigger one joint solve of the
+worker's fleet on the latest snapshots, off the event loop; each dirty site whose inputs
+changed gets a new decision handed to ``publish``.
 
 Bursts coalesce: while a batch is solving, new triggers only mark sites dirty again. A site whose
 inputs did not change since its last decision is not re-decided (same input version).
@@ -11,9 +12,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
-from optimizer import DispatchModel, OptimizerError, Plan
+from optimizer import FleetModel, FleetPlan, FleetSnapshot, FleetSpec, Horizon, OptimizerError
 from schemas import DispatchDecision, Trigger
 from streams.state import FleetState
 from streams.translate import SnapshotView, build_snapshot, to_decision
@@ -24,23 +24,23 @@ Publish = Callable[[DispatchDecision], Awaitable[None]]
 
 
 class Planner:
-    """Owns the compiled models (one per site) and the dirty set."""
+    """Owns the compiled fleet models (one per set of ready sites) and the dirty set."""
 
     def __init__(
         self,
         state: FleetState,
         publish: Publish,
         *,
-        n_steps: int,
-        step: timedelta,
+        horizon: Horizon,
         debounce_s: float,
+        time_limit_s: float | None = None,
     ) -> None:
         self.state = state
         self.publish = publish
-        self.n_steps = n_steps
-        self.step = step
+        self.horizon = horizon
         self.debounce_s = debounce_s
-        self.models: dict[str, DispatchModel] = {}
+        self.time_limit_s = time_limit_s
+        self.models: dict[tuple[str, ...], FleetModel] = {}
         self.last_version: dict[str, str] = {}
         self.decisions_published = 0
         self.solver_failures = 0
@@ -65,34 +65,42 @@ class Planner:
                     await asyncio.sleep(self.debounce_s)  # debounce window, not synchronisation
                 self._wake.clear()
                 batch, self._dirty = self._dirty, {}
-                for site_id, trigger in sorted(batch.items()):
-                    await self._replan(site_id, trigger)
+                await self._replan(batch)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _replan(self, site_id: str, trigger: Trigger) -> None:
-        site = self.state.sites[site_id]
-        view = build_snapshot(self.state, site, self.n_steps, self.step)
-        if view is None:
-            log.debug("site not ready to plan (needs price and hashprice) site=%s", site_id)
-            return
-        if self.last_version.get(site_id) == view.input_version:
+    async def _replan(self, batch: dict[str, Trigger]) -> None:
+        views = {
+            site_id: view
+            for site_id, site in self.state.sites.items()
+            if (view := build_snapshot(self.state, site, self.horizon)) is not None
+        }
+        changed = sorted(
+            site_id
+            for site_id in batch
+            if site_id in views and self.last_version.get(site_id) != views[site_id].input_version
+        )
+        if not changed:
             return
         loop = asyncio.get_running_loop()
         try:
-            plan = await loop.run_in_executor(self._executor, self._solve, view)
+            plan = await loop.run_in_executor(self._executor, self._solve, views)
         except OptimizerError:
             self.solver_failures += 1
-            log.exception("solve failed site=%s interval=%s", site_id, view.now)
+            log.exception("solve failed sites=%s", ",".join(changed))
             return
-        decision = to_decision(view, plan, trigger)
-        await self.publish(decision)
-        self.last_version[site_id] = view.input_version
-        self.decisions_published += 1
-        self.state.prune(view.now)
+        for site_id in changed:
+            view = views[site_id]
+            await self.publish(to_decision(view, plan.sites[site_id], batch[site_id], plan))
+            self.last_version[site_id] = view.input_version
+            self.decisions_published += 1
+        self.state.prune(min(view.now for view in views.values()))
 
-    def _solve(self, view: SnapshotView) -> Plan:
-        model = self.models.get(view.site.site_id)
+    def _solve(self, views: dict[str, SnapshotView]) -> FleetPlan:
+        key = tuple(sorted(views))
+        model = self.models.get(key)
         if model is None:
-            model = self.models[view.site.site_id] = DispatchModel(view.site.spec(), self.n_steps)
-        return model.plan(view.snapshot)
+            spec = FleetSpec(sites=tuple(views[site_id].site.spec() for site_id in key))
+            model = FleetModel(spec, self.horizon.n_steps, time_limit_s=self.time_limit_s)
+            self.models[key] = model
+        return model.plan(FleetSnapshot(sites={k: v.snapshot for k, v in views.items()}))

@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from optimizer import Horizon, SpecError
 from streams.errors import GridshiftError
 
 
@@ -34,8 +36,10 @@ class Settings(BaseSettings):
     )
     producer_linger_ms: int = Field(default=2, ge=0, le=10_000)
     debounce_ms: int = Field(default=20, ge=0, le=60_000, description="Coalesce input bursts.")
-    horizon_steps: int = Field(default=8, ge=1, le=2_000)
-    step_minutes: int = Field(default=15, ge=1, le=1_440)
+    horizon_fine_steps: int = Field(default=12, ge=1, le=500, description="Steps near now.")
+    horizon_fine_minutes: int = Field(default=5, ge=1, le=60)
+    horizon_coarse_minutes: int = Field(default=60, ge=5, le=240)
+    horizon_hours: float = Field(default=24.0, gt=0.0, le=48.0)
     max_message_bytes: int = Field(default=1_000_000, ge=1_024)
     # Short by default: Tansu completes a group join only after about the session timeout, so
     # this is the worker start-up time on the embedded broker. Production sets 30 s (compose).
@@ -46,6 +50,23 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65_535)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _horizon_fits(self) -> Self:
+        try:
+            self.horizon()
+        except SpecError as exc:
+            raise ValueError(f"the horizon settings do not fit: {exc}") from exc
+        return self
+
+    def horizon(self) -> Horizon:
+        """The optimizer's rolling horizon (fine steps near now, coarse later)."""
+        return Horizon.mixed(
+            fine_steps=self.horizon_fine_steps,
+            fine_minutes=self.horizon_fine_minutes,
+            coarse_minutes=self.horizon_coarse_minutes,
+            total_hours=self.horizon_hours,
+        )
 
     def topic(self, name: str) -> str:
         """The broker-side name of a contract topic."""

@@ -13,7 +13,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from optimizer import SiteSpec
+from optimizer import BatterySpec, SiteSpec
 from schemas.base import Identifier
 from streams.errors import GridshiftError
 
@@ -35,6 +35,14 @@ class SiteConfig(BaseModel):
     gpu_floor_mw: float = Field(default=0.0, ge=0.0, description="Contracted take-or-pay MW.")
     gpu_value_usd_per_mwh: float = Field(default=1600.0, ge=0.0)
     carbon_price_usd_per_t: float = Field(default=0.0, ge=0.0)
+    mining_ramp_up_mw_per_min: float | None = Field(
+        default=None, ge=0.0, description="Staggered miner restarts; unset = no limit."
+    )
+    ppa_mw: float = Field(default=0.0, ge=0.0, description="Contracted carbon-free supply (MW).")
+    onsite_cfe_mw: float = Field(default=0.0, ge=0.0, description="Behind-the-meter CFE (MW).")
+    battery_power_mw: float = Field(default=0.0, ge=0.0)
+    battery_energy_mwh: float = Field(default=0.0, ge=0.0)
+    battery_round_trip_efficiency: float = Field(default=0.88, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _floor_within_capacity(self) -> Self:
@@ -43,6 +51,13 @@ class SiteConfig(BaseModel):
         return self
 
     def spec(self) -> SiteSpec:
+        battery = None
+        if self.battery_power_mw > 0 and self.battery_energy_mwh > 0:
+            battery = BatterySpec(
+                power_mw=self.battery_power_mw,
+                energy_mwh=self.battery_energy_mwh,
+                round_trip_efficiency=self.battery_round_trip_efficiency,
+            )
         return SiteSpec(
             site_id=self.site_id,
             interconnect_mw=self.interconnect_mw,
@@ -50,6 +65,8 @@ class SiteConfig(BaseModel):
             miner_efficiency_j_per_th=self.miner_efficiency_j_per_th,
             gpu_capacity_mw=self.gpu_capacity_mw,
             pue=self.pue,
+            mining_ramp_up_mw_per_min=self.mining_ramp_up_mw_per_min,
+            battery=battery,
         )
 
 

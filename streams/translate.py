@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
-from optimizer import Plan, SiteSnapshot
+from optimizer import FleetPlan, Horizon, Plan, SiteSnapshot
 from schemas import DispatchDecision, Economics, PlanStep, SolverReport, Trigger
+from streams.curves import Curve, Lookup
 from streams.sites import SiteConfig
 from streams.state import FleetState
 
@@ -25,21 +26,20 @@ class SnapshotView:
     site: SiteConfig
     now: datetime
     step_starts: tuple[datetime, ...]
-    step: timedelta
+    step_ends: tuple[datetime, ...]
     snapshot: SiteSnapshot
     notes: tuple[str, ...]
     input_version: str
 
 
-def build_snapshot(
-    state: FleetState, site: SiteConfig, n_steps: int, step: timedelta
-) -> SnapshotView | None:
+def build_snapshot(state: FleetState, site: SiteConfig, horizon: Horizon) -> SnapshotView | None:
     """The site's snapshot at its event-time clock, or None until price and hashprice are known."""
     now = state.clock(site)
     price_curve = state.prices.get(site.price_node)
     if now is None or price_curve is None:
         return None
-    starts = tuple(now + k * step for k in range(n_steps))
+    starts = horizon.starts(now)
+    ends = (*starts[1:], starts[-1] + horizon.step(horizon.n_steps - 1))
     prices = [price_curve.at(t) for t in starts]
     hashprices = [state.hashprice.at(t) for t in starts]
     if prices[0] is None or hashprices[0] is None:
@@ -47,68 +47,89 @@ def build_snapshot(
     notes: list[str] = []
     held = sum(1 for p in prices if p is None or p.held)
     if held:
-        notes.append(f"price: {held} of {n_steps} steps held at the last known value")
-    carbon_curve = state.carbon.get(site.carbon_region)
-    carbon_values = [carbon_curve.at(t) if carbon_curve else None for t in starts]
+        notes.append(f"price: {held} of {horizon.n_steps} steps held at the last known value")
+    carbon_curve = state.carbon.get(site.carbon_region) or Curve()
+    carbon_values = [carbon_curve.at(t) for t in starts]
     if carbon_values[0] is None:
         notes.append(f"carbon intensity unknown for {site.carbon_region}: emissions assumed 0")
 
     demand = state.demand.get(site.site_id)
-    gpu_demand = demand.demand_mw if demand else site.gpu_capacity_mw
-    gpu_floor = demand.contracted_floor_mw if demand else site.gpu_floor_mw
-    gpu_value = demand.value_usd_per_mwh if demand else site.gpu_value_usd_per_mwh
     telemetry = state.telemetry.get(site.site_id)
-    mining_available = telemetry.mining_available_mw if telemetry else site.mining_capacity_mw
-
-    ones = np.ones(n_steps)
+    n = horizon.n_steps
+    ones = np.ones(n)
+    hours = np.asarray(horizon.step_hours)
+    caps, peaks = _signal_curves(state, site, starts, ends, hours)
     snapshot = SiteSnapshot(
-        step_hours=ones * (step.total_seconds() / 3600.0),
-        price_usd_per_mwh=_fill([p.value if p else None for p in prices]),
-        carbon_g_per_kwh=_fill([c.value if c else None for c in carbon_values], default=0.0),
-        hashprice_usd_per_th_day=_fill([h.value if h else None for h in hashprices]),
-        gpu_value_usd_per_mwh=ones * gpu_value,
-        gpu_demand_mw=ones * gpu_demand,
-        gpu_floor_mw=ones * gpu_floor,
-        mining_available_mw=ones * mining_available,
-        signal_cap_mw=np.array([_signal_cap(state, site, t, t + step) for t in starts]),
+        step_hours=hours,
+        price_usd_per_mwh=_fill(prices),
+        carbon_g_per_kwh=_fill(carbon_values, default=0.0),
+        hashprice_usd_per_th_day=_fill(hashprices),
+        gpu_value_usd_per_mwh=ones
+        * (demand.value_usd_per_mwh if demand else site.gpu_value_usd_per_mwh),
+        gpu_demand_mw=ones * (demand.demand_mw if demand else site.gpu_capacity_mw),
+        gpu_floor_mw=ones * (demand.contracted_floor_mw if demand else site.gpu_floor_mw),
+        mining_available_mw=ones
+        * (telemetry.mining_available_mw if telemetry else site.mining_capacity_mw),
+        signal_cap_mw=caps,
         carbon_price_usd_per_t=site.carbon_price_usd_per_t,
+        onsite_cfe_mw=ones * site.onsite_cfe_mw,
+        ppa_mw=ones * site.ppa_mw,
+        peak_cost_usd_per_mw=peaks,
+        mining_now_mw=telemetry.mining_mw if telemetry else None,
+        battery_soc_mwh=(telemetry.battery_soc_mwh or 0.0) if telemetry else 0.0,
     )
     return SnapshotView(
         site=site,
         now=now,
         step_starts=starts,
-        step=step,
+        step_ends=ends,
         snapshot=snapshot,
         notes=tuple(notes),
         input_version=_digest(site.site_id, now, snapshot),
     )
 
 
-def _fill(values: list[float | None], default: float | None = None) -> np.ndarray:
+def _fill(values: list[Lookup | None], default: float | None = None) -> np.ndarray:
     """Forward-fill missing values (hold last); leading gaps take ``default`` or the first value."""
-    known = [v for v in values if v is not None]
+    known = [v.value for v in values if v is not None]
     last = default if default is not None else (known[0] if known else 0.0)
     out = []
     for value in values:
-        last = value if value is not None else last
+        last = value.value if value is not None else last
         out.append(last)
     return np.asarray(out, dtype=float)
 
 
-def _signal_cap(state: FleetState, site: SiteConfig, start: datetime, end: datetime) -> float:
-    """The tightest grid-import cap (MW) asserted over [start, end), +inf when none."""
-    cap = float("inf")
+def _signal_curves(
+    state: FleetState,
+    site: SiteConfig,
+    starts: tuple[datetime, ...],
+    ends: tuple[datetime, ...],
+    hours: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per step: the tightest import cap (MW, +inf when none) and the expected peak charge.
+
+    A coincident-peak alert without a MW number carries its expected charge as
+    ``incentive_usd_per_mwh``: it prices import during the alert instead of capping it.
+    """
+    caps = np.full(len(starts), np.inf)
+    peaks = np.zeros(len(starts))
     for signal in state.active_signals(site):
-        if signal.interval_end <= start or signal.interval_start >= end:
-            continue
-        if signal.limit_mw is not None:
-            cap = min(cap, signal.limit_mw)
-        if signal.reduction_mw is not None:
-            cap = min(cap, max(0.0, _baseline_import_mw(state, site) - signal.reduction_mw))
-        if signal.limit_mw is None and signal.reduction_mw is None:
-            # An emergency with no number: keep only the contracted GPU floor running.
-            cap = min(cap, site.pue * site.gpu_floor_mw)
-    return cap
+        for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            if signal.interval_end <= start or signal.interval_start >= end:
+                continue
+            if signal.limit_mw is not None:
+                caps[k] = min(caps[k], signal.limit_mw)
+            if signal.reduction_mw is not None:
+                baseline = _baseline_import_mw(state, site)
+                caps[k] = min(caps[k], max(0.0, baseline - signal.reduction_mw))
+            if signal.limit_mw is None and signal.reduction_mw is None:
+                if signal.signal_type == "coincident_peak":
+                    peaks[k] += signal.incentive_usd_per_mwh * hours[k]
+                else:
+                    # An emergency with no number: keep only the contracted GPU floor running.
+                    caps[k] = min(caps[k], site.pue * site.gpu_floor_mw)
+    return caps, peaks
 
 
 def _baseline_import_mw(state: FleetState, site: SiteConfig) -> float:
@@ -123,7 +144,11 @@ def _baseline_import_mw(state: FleetState, site: SiteConfig) -> float:
 def _digest(site_id: str, now: datetime, snapshot: SiteSnapshot) -> str:
     digest = hashlib.sha256(f"{site_id}|{now.isoformat()}".encode())
     for name in snapshot.__slots__:
-        digest.update(np.ascontiguousarray(getattr(snapshot, name), dtype=float).tobytes())
+        value = getattr(snapshot, name)
+        if isinstance(value, np.ndarray):
+            digest.update(np.ascontiguousarray(value, dtype=float).tobytes())
+        else:
+            digest.update(repr(value).encode())
     return digest.hexdigest()[:16]
 
 
@@ -133,24 +158,26 @@ def decision_id(site_id: str, interval_start: datetime, input_version: str) -> s
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def to_decision(view: SnapshotView, plan: Plan, trigger: Trigger) -> DispatchDecision:
-    """The wire form of a plan."""
+def to_decision(
+    view: SnapshotView, plan: Plan, trigger: Trigger, fleet: FleetPlan | None = None
+) -> DispatchDecision:
+    """The wire form of a site's plan (and the fleet-level results it was solved with)."""
     snap = view.snapshot
     steps = tuple(
         PlanStep(
             interval_start=start,
-            interval_end=start + view.step,
+            interval_end=end,
             mining_mw=float(plan.mining_mw[k]),
-            gpu_mw=float(plan.gpu_mw[k]),
+            gpu_mw=float(plan.gpu_mw[k] + plan.routed_gpu_mw[k] + plan.batch_mw[k]),
             grid_import_mw=float(plan.grid_import_mw[k]),
             price_usd_per_mwh=float(snap.price_usd_per_mwh[k]),
             carbon_intensity_g_per_kwh=float(snap.carbon_g_per_kwh[k]),
         )
-        for k, start in enumerate(view.step_starts)
+        for k, (start, end) in enumerate(zip(view.step_starts, view.step_ends, strict=True))
     )
     return DispatchDecision(
         interval_start=view.now,
-        interval_end=view.now + view.step,
+        interval_end=view.step_ends[0],
         decision_id=decision_id(view.site.site_id, view.now, view.input_version),
         site_id=view.site.site_id,
         trigger=trigger,
@@ -158,18 +185,29 @@ def to_decision(view: SnapshotView, plan: Plan, trigger: Trigger) -> DispatchDec
         mining_mw=float(plan.mining_mw[0]),
         gpu_mw=float(plan.gpu_mw[0]),
         grid_import_mw=float(plan.grid_import_mw[0]),
+        routed_gpu_mw=float(plan.routed_gpu_mw[0]),
+        batch_mw=float(plan.batch_mw[0]),
+        battery_charge_mw=float(plan.battery_charge_mw[0]),
+        battery_discharge_mw=float(plan.battery_discharge_mw[0]),
+        onsite_cfe_mw=float(plan.onsite_cfe_used_mw[0]),
         mining_breakeven_usd_per_mwh=float(plan.mining_breakeven_usd_per_mwh[0]),
         shadow_price_interconnect_usd_per_mwh=float(plan.shadow_price_interconnect_usd_per_mwh[0]),
+        shadow_price_carbon_usd_per_t=fleet.shadow_price_carbon_usd_per_t if fleet else 0.0,
         gpu_shortfall_mw=float(plan.gpu_shortfall_mw[0]),
         signal_excess_mw=float(plan.signal_excess_mw[0]),
+        slacks_used=plan.slacks_used,
         binding_constraints=plan.binding_first_step,
         notes=view.notes,
         economics=Economics(
             energy_cost_usd=float(plan.energy_cost_usd[0]),
+            peak_cost_usd=float(plan.peak_cost_usd[0]),
             mining_revenue_usd=float(plan.mining_revenue_usd[0]),
             gpu_revenue_usd=float(plan.gpu_revenue_usd[0]),
             net_margin_usd=float(plan.net_margin_usd[0]),
             emissions_kg_co2=float(plan.emissions_kg[0]),
+            emissions_market_kg_co2=float(plan.emissions_market_kg[0]),
+            horizon_net_margin_usd=float(np.sum(plan.net_margin_usd)),
+            cfe_score=min(1.0, max(0.0, plan.cfe_score)),
         ),
         solver=SolverReport(
             status="optimal" if plan.status == "optimal" else "optimal_inaccurate",

@@ -3,12 +3,10 @@ subscriber filters by site and drops duplicate decision ids (at-least-once upstr
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from optimizer import DispatchModel
+from optimizer import DispatchModel, Horizon
 from schemas import DispatchDecision
 from streams.broker import EmbeddedBroker
 from streams.codec import encode
@@ -26,7 +24,7 @@ def decision_for(site_id: str, k: int) -> DispatchDecision:
     state = FleetState(Fleet(sites=(mining_site(site_id=site_id),)))
     state.apply(hashprice())
     state.apply(price(k, 30.0))
-    view = build_snapshot(state, state.sites[site_id], 2, timedelta(minutes=15))
+    view = build_snapshot(state, state.sites[site_id], Horizon((15, 15)))
     assert view is not None
     return to_decision(view, DispatchModel(view.site.spec(), 2).plan(view.snapshot), "price")
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from optimizer import DispatchModel
+from optimizer import DispatchModel, Horizon
 from schemas import (
     CarbonEvent,
     ComputeDemandEvent,
@@ -24,6 +24,7 @@ from tests.conftest import mining_site
 
 T0 = datetime(2024, 8, 20, 12, tzinfo=UTC)
 Q = timedelta(minutes=15)
+H4 = Horizon((15, 15, 15, 15))
 
 
 def price(k: int, value: float, node: str = "HB_SOUTH") -> PriceEvent:
@@ -88,11 +89,11 @@ def test_site_scoped_event_for_an_unknown_site_raises(state: FleetState) -> None
 
 def test_no_snapshot_until_price_and_hashprice_are_known(state: FleetState) -> None:
     site = state.sites["site-a"]
-    assert build_snapshot(state, site, 4, Q) is None
+    assert build_snapshot(state, site, H4) is None
     state.apply(price(0, 20.0))
-    assert build_snapshot(state, site, 4, Q) is None
+    assert build_snapshot(state, site, H4) is None
     state.apply(hashprice())
-    view = build_snapshot(state, site, 4, Q)
+    view = build_snapshot(state, site, H4)
     assert view is not None
     assert view.now == T0
     assert "carbon intensity unknown for ERCOT: emissions assumed 0" in view.notes
@@ -103,7 +104,7 @@ def test_snapshot_uses_only_data_known_at_its_clock(state: FleetState) -> None:
     state.apply(hashprice())
     for k, value in enumerate([10.0, 20.0, 30.0]):
         state.apply(price(k, value))
-    view = build_snapshot(state, site, 4, Q)
+    view = build_snapshot(state, site, H4)
     assert view is not None
     assert view.now == T0 + 2 * Q  # the newest price interval is "now"
     # Nothing after now is known: the horizon holds the last value, and says so.
@@ -146,7 +147,7 @@ def test_telemetry_demand_and_signals_shape_the_snapshot(state: FleetState) -> N
             limit_mw=4.0,
         )
     )
-    view = build_snapshot(state, site, 4, Q)
+    view = build_snapshot(state, site, H4)
     assert view is not None
     snap = view.snapshot
     assert list(snap.mining_available_mw) == [12.5] * 4
@@ -163,12 +164,12 @@ def test_decision_ids_are_deterministic_and_change_with_inputs(state: FleetState
     site = state.sites["site-a"]
     state.apply(hashprice())
     state.apply(price(0, 20.0))
-    first = build_snapshot(state, site, 4, Q)
-    again = build_snapshot(state, site, 4, Q)
+    first = build_snapshot(state, site, H4)
+    again = build_snapshot(state, site, H4)
     assert first is not None and again is not None
     assert first.input_version == again.input_version
     state.apply(price(0, 25.0))  # a corrected price for the same interval
-    changed = build_snapshot(state, site, 4, Q)
+    changed = build_snapshot(state, site, H4)
     assert changed is not None and changed.input_version != first.input_version
     assert decision_id("site-a", T0, first.input_version) != decision_id(
         "site-a", T0, changed.input_version
@@ -179,10 +180,59 @@ def test_to_decision_validates_against_the_contract(state: FleetState) -> None:
     site = state.sites["site-a"]
     state.apply(hashprice())
     state.apply(price(0, 500.0))
-    view = build_snapshot(state, site, 4, Q)
+    view = build_snapshot(state, site, H4)
     assert view is not None
     decision = to_decision(view, DispatchModel(site.spec(), 4).plan(view.snapshot), "price")
     assert decision.mining_mw == 0.0
     assert decision.gpu_mw == pytest.approx(8.0)
     assert len(decision.horizon) == 4
     assert decision.interval_end - decision.interval_start == Q
+
+
+def test_coincident_peak_alert_prices_import_and_telemetry_feeds_the_ramp(
+    state: FleetState,
+) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    state.apply(
+        GridSignalEvent(
+            interval_start=T0 + Q,
+            interval_end=T0 + 2 * Q,
+            signal_id="4cp-1",
+            signal_type="coincident_peak",
+            region="ERCOT",
+            incentive_usd_per_mwh=200.0,
+        )
+    )
+    state.apply(
+        TelemetryEvent(
+            interval_start=T0,
+            interval_end=T0 + Q,
+            site_id="site-a",
+            mining_mw=7.0,
+            gpu_mw=8.0,
+            miners_online=10,
+            mining_available_mw=25.0,
+            battery_soc_mwh=1.5,
+        )
+    )
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    # $200/MWh expected over a 15-minute step is $50 per MW of import in that step.
+    assert list(view.snapshot.curve("peak_cost_usd_per_mw")) == [0.0, 50.0, 0.0, 0.0]
+    assert list(view.snapshot.signal_cap_mw) == [np.inf] * 4
+    assert view.snapshot.mining_now_mw == 7.0
+    assert view.snapshot.battery_soc_mwh == 1.5
+
+
+def test_horizon_steps_follow_the_mixed_horizon(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    view = build_snapshot(state, site, Horizon.mixed())
+    assert view is not None
+    assert len(view.step_starts) == 35
+    assert view.step_ends[0] - view.step_starts[0] == timedelta(minutes=5)
+    assert view.step_ends[-1] - view.step_starts[-1] == timedelta(hours=1)
+    assert view.step_ends[-1] == T0 + timedelta(hours=24)
