@@ -21,6 +21,7 @@ from optimizer import (
     PoolSnapshot,
     PoolSpec,
     SiteSnapshot,
+    SolverFailed,
     SpecError,
 )
 from tests.optimizer.cases import SPEC, snapshot
@@ -263,3 +264,22 @@ def test_snapshot_problems_name_the_site_and_field() -> None:
                 sites={"a": with_curves(batch_jobs=(BatchJob(1, 1, 1),))}, carbon_budget_t=1.0
             )
         )
+
+
+def test_warm_started_replans_match_cold_solves() -> None:
+    spec = FleetSpec(sites=(SPEC, dataclasses.replace(SPEC, site_id="b")))
+    warm, cold = FleetModel(spec, 4), FleetModel(spec, 4, warm_start=False)
+    for price in (20.0, 150.0, 4000.0, -30.0, 99.0):
+        snap = FleetSnapshot(sites={"a": snapshot(price=price), "b": snapshot(price=price / 2)})
+        assert warm.plan(snap).objective_usd == pytest.approx(
+            cold.plan(snap).objective_usd, rel=1e-9, abs=1e-9
+        )
+
+
+def test_a_solver_time_out_is_a_typed_failure_not_a_plan() -> None:
+    model = FleetModel(FleetSpec(sites=(SPEC,)), 4, time_limit_s=0.0)
+    with (
+        pytest.warns(UserWarning, match="may be inaccurate"),
+        pytest.raises(SolverFailed, match="user_limit"),
+    ):
+        model.plan(FleetSnapshot(sites={"a": snapshot()}))
