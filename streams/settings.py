@@ -27,29 +27,47 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9._\-]*$", description="Prepended to every topic name."
     )
-    app_id: str = Field(default="gridshift", pattern=r"^[A-Za-z0-9._\-]+$")
+    app_id: str = Field(
+        default="gridshift", pattern=r"^[A-Za-z0-9._\-]+$", description="Consumer group id."
+    )
     sites_file: Path | None = Field(default=None, description="TOML fleet file.")
     data_dir: Path | None = Field(default=None, description="Real historical data folder.")
-    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of topics the worker creates."
+    )
     consumer_fetch_max_wait_ms: int = Field(
         default=10, ge=0, le=10_000, description="faust hard-codes 1500 ms; we make it ours."
     )
-    producer_linger_ms: int = Field(default=2, ge=0, le=10_000)
+    producer_linger_ms: int = Field(
+        default=2, ge=0, le=10_000, description="Producer batching delay."
+    )
     debounce_ms: int = Field(default=20, ge=0, le=60_000, description="Coalesce input bursts.")
     horizon_fine_steps: int = Field(default=12, ge=1, le=500, description="Steps near now.")
-    horizon_fine_minutes: int = Field(default=5, ge=1, le=60)
-    horizon_coarse_minutes: int = Field(default=60, ge=5, le=240)
-    horizon_hours: float = Field(default=24.0, gt=0.0, le=48.0)
-    max_message_bytes: int = Field(default=1_000_000, ge=1_024)
+    horizon_fine_minutes: int = Field(default=5, ge=1, le=60, description="Length of a fine step.")
+    horizon_coarse_minutes: int = Field(
+        default=60, ge=5, le=240, description="Length of a later step."
+    )
+    horizon_hours: float = Field(default=24.0, gt=0.0, le=48.0, description="Foresight.")
+    max_message_bytes: int = Field(
+        default=1_000_000, ge=1_024, description="Larger inputs are dead-lettered."
+    )
     # Short by default: Tansu completes a group join only after about the session timeout, so
     # this is the worker start-up time on the embedded broker. Production sets 30 s (compose).
-    session_timeout_s: float = Field(default=3.0, gt=0.0, le=300.0)
-    rebalance_timeout_s: float = Field(default=3.0, gt=0.0, le=300.0)
-    heartbeat_interval_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    session_timeout_s: float = Field(
+        default=3.0, gt=0.0, le=300.0, description="Consumer group session timeout."
+    )
+    rebalance_timeout_s: float = Field(
+        default=3.0, gt=0.0, le=300.0, description="Consumer group rebalance timeout."
+    )
+    heartbeat_interval_s: float = Field(
+        default=0.5, gt=0.0, le=60.0, description="Consumer heartbeat interval."
+    )
     web_enabled: bool = Field(default=False, description="faust's web server (off unless asked).")
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=1, le=65_535)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    web_host: str = Field(default="127.0.0.1", description="Bind address of the web server.")
+    web_port: int = Field(default=6066, ge=1, le=65_535, description="Web server port.")
+    log_level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log verbosity."
+    )
 
     @model_validator(mode="after")
     def _horizon_fits(self) -> Self:

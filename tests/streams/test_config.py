@@ -67,3 +67,12 @@ def test_invalid_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
         GridshiftError, match="invalid setting debounce_ms \\(env GRIDSHIFT_DEBOUNCE_MS\\)"
     ):
         load_settings()
+
+
+def test_readme_documents_every_setting() -> None:
+    from streams.settings import Settings  # noqa: PLC0415
+    from tests.conftest import REPO  # noqa: PLC0415
+
+    readme = (REPO / "README.md").read_text()
+    missing = [n for n in Settings.model_fields if f"`GRIDSHIFT_{n.upper()}`" not in readme]
+    assert not missing, f"README configuration table misses {missing}"
