@@ -83,6 +83,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         publish,
         horizon=settings.horizon(),
         debounce_s=settings.debounce_ms / 1000.0,
+        carbon_budget_t_per_day=settings.fleet_carbon_budget_t_per_day,
     )
 
     async def reject(topic: str, event: Any, rejection: Rejection) -> None:

@@ -34,12 +34,19 @@ class Planner:
         horizon: Horizon,
         debounce_s: float,
         time_limit_s: float | None = None,
+        carbon_budget_t_per_day: float | None = None,
     ) -> None:
         self.state = state
         self.publish = publish
         self.horizon = horizon
         self.debounce_s = debounce_s
         self.time_limit_s = time_limit_s
+        # A daily cap prorated over the horizon's length (uniform over the day).
+        self.carbon_budget_t = (
+            None
+            if carbon_budget_t_per_day is None
+            else carbon_budget_t_per_day * sum(horizon.step_minutes) / (24 * 60)
+        )
         self.models: dict[tuple[str, ...], FleetModel] = {}
         self.last_version: dict[str, str] = {}
         self.decisions_published = 0
@@ -100,7 +107,13 @@ class Planner:
         key = tuple(sorted(views))
         model = self.models.get(key)
         if model is None:
-            spec = FleetSpec(sites=tuple(views[site_id].site.spec() for site_id in key))
+            spec = FleetSpec(
+                sites=tuple(views[site_id].site.spec() for site_id in key),
+                carbon_budget=self.carbon_budget_t is not None,
+            )
             model = FleetModel(spec, self.horizon.n_steps, time_limit_s=self.time_limit_s)
             self.models[key] = model
-        return model.plan(FleetSnapshot(sites={k: v.snapshot for k, v in views.items()}))
+        snapshot = FleetSnapshot(
+            sites={k: v.snapshot for k, v in views.items()}, carbon_budget_t=self.carbon_budget_t
+        )
+        return model.plan(snapshot)

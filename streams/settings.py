@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default=60, ge=5, le=240, description="Length of a later step."
     )
     horizon_hours: float = Field(default=24.0, gt=0.0, le=48.0, description="Foresight.")
+    fleet_carbon_budget_t_per_day: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Fleet CO2 cap (market-based), prorated over the horizon; unset = none.",
+    )
     max_message_bytes: int = Field(
         default=1_000_000, ge=1_024, description="Larger inputs are dead-lettered."
     )

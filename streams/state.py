@@ -59,6 +59,7 @@ class FleetState:
     signals: dict[str, GridSignalEvent] = field(default_factory=dict)
     telemetry: dict[str, TelemetryEvent] = field(default_factory=dict)
     demand: dict[str, ComputeDemandEvent] = field(default_factory=dict)
+    node_clock: dict[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sites: dict[str, SiteConfig] = self.fleet.by_id()
@@ -77,6 +78,12 @@ class FleetState:
                     event.price_usd_per_mwh,
                     _MARKET_PRIORITY[event.market],
                 )
+                if event.market == "real_time":
+                    # Only settled real-time intervals move the clock: a day-ahead price for
+                    # tomorrow is foresight, not a sign that tomorrow has come.
+                    latest = self.node_clock.get(event.node)
+                    if latest is None or event.interval_start > latest:
+                        self.node_clock[event.node] = event.interval_start
                 return Applied(self._by_node.get(event.node, frozenset()), "price")
             case CarbonEvent():
                 curve = self.carbon.setdefault(event.region, Curve())
@@ -118,9 +125,8 @@ class FleetState:
                 return Applied(frozenset({event.site_id}), "compute_demand")
 
     def clock(self, site: SiteConfig) -> datetime | None:
-        """The site's event-time now: the start of the newest price interval at its node."""
-        curve = self.prices.get(site.price_node)
-        return curve.latest_start() if curve else None
+        """The site's event-time now: the start of the newest real-time price interval."""
+        return self.node_clock.get(site.price_node)
 
     def active_signals(self, site: SiteConfig) -> list[GridSignalEvent]:
         return [

@@ -236,3 +236,22 @@ def test_horizon_steps_follow_the_mixed_horizon(state: FleetState) -> None:
     assert view.step_ends[0] - view.step_starts[0] == timedelta(minutes=5)
     assert view.step_ends[-1] - view.step_starts[-1] == timedelta(hours=1)
     assert view.step_ends[-1] == T0 + timedelta(hours=24)
+
+
+def test_day_ahead_prices_are_foresight_not_a_clock(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    tomorrow = PriceEvent(
+        interval_start=T0 + 2 * Q,
+        interval_end=T0 + 3 * Q,
+        node="HB_SOUTH",
+        market="day_ahead",
+        price_usd_per_mwh=300.0,
+    )
+    state.apply(tomorrow)
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    assert view.now == T0  # still the newest real-time interval
+    assert list(view.snapshot.price_usd_per_mwh) == [20.0, 20.0, 300.0, 300.0]
+    assert "price: 2 of 4 steps held at the last known value" in view.notes

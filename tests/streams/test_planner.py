@@ -1,0 +1,98 @@
+"""The re-planner without Kafka: debounced batches, one joint solve, decisions only for sites
+whose inputs changed, and the fleet carbon budget carried into decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from optimizer import Horizon
+from schemas import DispatchDecision
+from streams.planner import Planner
+from streams.sites import Fleet
+from streams.state import FleetState
+from tests.conftest import mining_site
+from tests.e2e.harness import T0, hashprice, price
+
+H4 = Horizon((15, 15, 15, 15))
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.decisions: list[DispatchDecision] = []
+        self.arrived = asyncio.Event()
+
+    async def publish(self, decision: DispatchDecision) -> None:
+        self.decisions.append(decision)
+        self.arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(20):
+            while len(self.decisions) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+@contextlib.asynccontextmanager
+async def running(planner: Planner) -> AsyncIterator[None]:
+    task = asyncio.create_task(planner.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def feed(state: FleetState, planner: Planner, *events: object) -> None:
+    for event in events:
+        applied = state.apply(event)  # type: ignore[arg-type]
+        planner.mark_dirty(applied.sites, applied.trigger)
+
+
+async def test_bursts_coalesce_into_one_decision_on_the_latest_snapshot() -> None:
+    state = FleetState(Fleet(sites=(mining_site(),)))
+    out = Collector()
+    planner = Planner(state, out.publish, horizon=H4, debounce_s=0.05)
+    async with running(planner):
+        feed(state, planner, hashprice(), price(0, 20.0), price(1, 30.0), price(2, 500.0))
+        await out.wait_for(1)
+        # Same inputs again: nothing new to decide.
+        planner.mark_dirty(frozenset({"site-a"}), "timer")
+        feed(state, planner, price(3, 40.0))
+        await out.wait_for(2)
+    first, second = out.decisions
+    assert first.interval_start == T0 + timedelta(minutes=30)
+    assert first.mining_mw == 0.0  # the latest price (500) is above break-even
+    assert second.interval_start == T0 + timedelta(minutes=45)
+    assert planner.decisions_published == 2
+
+
+async def test_fleet_carbon_budget_reaches_the_decision() -> None:
+    state = FleetState(Fleet(sites=(mining_site(), mining_site(site_id="site-b"))))
+    out = Collector()
+    # 30 MW x 1 h x 0.5 t/MWh = 15 t per site per hour; allow 24 t/day = 1 t over this hour.
+    planner = Planner(state, out.publish, horizon=H4, debounce_s=0.0, carbon_budget_t_per_day=24.0)
+    from schemas import CarbonEvent  # noqa: PLC0415
+
+    carbon = CarbonEvent(
+        interval_start=T0,
+        interval_end=T0 + timedelta(hours=2),
+        region="ERCOT",
+        average_intensity_g_per_kwh=500.0,
+    )
+    async with running(planner):
+        feed(state, planner, hashprice(), carbon, price(0, 20.0))
+        await out.wait_for(2)
+    assert planner.carbon_budget_t == pytest.approx(1.0)
+    assert {d.site_id for d in out.decisions} == {"site-a", "site-b"}
+    for decision in out.decisions:
+        assert decision.shadow_price_carbon_usd_per_t > 0
+        # 1 t cannot cover even the GPU floors (5 MW x 2 sites x 0.5 t/MWh = 5 t): GPUs drop to
+        # the floor, which outranks the budget, and the rest is budget excess.
+        assert decision.gpu_mw == pytest.approx(5.0)
+        assert decision.mining_mw == 0.0
