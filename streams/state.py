@@ -81,8 +81,8 @@ class FleetState:
                 if event.market == "real_time":
                     # Only settled real-time intervals move the clock: a day-ahead price for
                     # tomorrow is foresight, not a sign that tomorrow has come.
-                    latest = self.node_clock.get(event.node)
-                    if latest is None or event.interval_start > latest:
+                    clock = self.node_clock.get(event.node)
+                    if clock is None or event.interval_start > clock:
                         self.node_clock[event.node] = event.interval_start
                 return Applied(self._by_node.get(event.node, frozenset()), "price")
             case CarbonEvent():
