@@ -13,6 +13,7 @@ import faust
 
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter, DispatchDecision
 from streams.codec import PydanticCodec, Rejection, dead_letter, decode
+from streams.decide import Decider
 from streams.planner import Planner
 from streams.settings import Settings
 from streams.sites import Fleet
@@ -78,13 +79,10 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     async def publish(decision: DispatchDecision) -> None:
         await decisions.send(key=decision.site_id.encode(), value=decision)
 
-    planner = Planner(
-        state,
-        publish,
-        horizon=settings.horizon(),
-        debounce_s=settings.debounce_ms / 1000.0,
-        carbon_budget_t_per_day=settings.fleet_carbon_budget_t_per_day,
+    decider = Decider(
+        settings.horizon(), carbon_budget_t_per_day=settings.fleet_carbon_budget_t_per_day
     )
+    planner = Planner(state, publish, decider, debounce_s=settings.debounce_ms / 1000.0)
 
     async def reject(topic: str, event: Any, rejection: Rejection) -> None:
         counters.dead_lettered[rejection.reason] = (

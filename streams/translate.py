@@ -32,9 +32,12 @@ class SnapshotView:
     input_version: str
 
 
-def build_snapshot(state: FleetState, site: SiteConfig, horizon: Horizon) -> SnapshotView | None:
-    """The site's snapshot at its event-time clock, or None until price and hashprice are known."""
-    now = state.clock(site)
+def build_snapshot(
+    state: FleetState, site: SiteConfig, horizon: Horizon, now: datetime | None = None
+) -> SnapshotView | None:
+    """The site's snapshot at ``now`` (default: its event-time clock), or None until price and
+    hashprice are known. Only points that start at or before each step are read."""
+    now = now or state.clock(site)
     price_curve = state.prices.get(site.price_node)
     if now is None or price_curve is None:
         return None

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 
 from optimizer import Horizon
-from schemas import DispatchDecision
+from schemas import CarbonEvent, DispatchDecision
+from streams.decide import Decider
 from streams.planner import Planner
 from streams.sites import Fleet
 from streams.state import FleetState
@@ -57,7 +58,7 @@ def feed(state: FleetState, planner: Planner, *events: object) -> None:
 async def test_bursts_coalesce_into_one_decision_on_the_latest_snapshot() -> None:
     state = FleetState(Fleet(sites=(mining_site(),)))
     out = Collector()
-    planner = Planner(state, out.publish, horizon=H4, debounce_s=0.05)
+    planner = Planner(state, out.publish, Decider(H4), debounce_s=0.05)
     async with running(planner):
         feed(state, planner, hashprice(), price(0, 20.0), price(1, 30.0), price(2, 500.0))
         await out.wait_for(1)
@@ -76,8 +77,8 @@ async def test_fleet_carbon_budget_reaches_the_decision() -> None:
     state = FleetState(Fleet(sites=(mining_site(), mining_site(site_id="site-b"))))
     out = Collector()
     # 30 MW x 1 h x 0.5 t/MWh = 15 t per site per hour; allow 24 t/day = 1 t over this hour.
-    planner = Planner(state, out.publish, horizon=H4, debounce_s=0.0, carbon_budget_t_per_day=24.0)
-    from schemas import CarbonEvent  # noqa: PLC0415
+    decider = Decider(H4, carbon_budget_t_per_day=24.0)
+    planner = Planner(state, out.publish, decider, debounce_s=0.0)
 
     carbon = CarbonEvent(
         interval_start=T0,
@@ -88,7 +89,7 @@ async def test_fleet_carbon_budget_reaches_the_decision() -> None:
     async with running(planner):
         feed(state, planner, hashprice(), carbon, price(0, 20.0))
         await out.wait_for(2)
-    assert planner.carbon_budget_t == pytest.approx(1.0)
+    assert decider.carbon_budget_t == pytest.approx(1.0)
     assert {d.site_id for d in out.decisions} == {"site-a", "site-b"}
     for decision in out.decisions:
         assert decision.shadow_price_carbon_usd_per_t > 0
