@@ -80,7 +80,9 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         await decisions.send(key=decision.site_id.encode(), value=decision)
 
     decider = Decider(
-        settings.horizon(), carbon_budget_t_per_day=settings.fleet_carbon_budget_t_per_day
+        settings.horizon(),
+        pools=fleet.pools,
+        carbon_budget_t_per_day=settings.fleet_carbon_budget_t_per_day,
     )
     planner = Planner(state, publish, decider, debounce_s=settings.debounce_ms / 1000.0)
 

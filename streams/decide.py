@@ -10,8 +10,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from optimizer import FleetModel, FleetPlan, FleetSnapshot, FleetSpec, Horizon
+import numpy as np
+
+from optimizer import (
+    FleetModel,
+    FleetPlan,
+    FleetSnapshot,
+    FleetSpec,
+    Horizon,
+    PoolSnapshot,
+    PoolSpec,
+)
 from schemas import DispatchDecision, Trigger
+from streams.sites import PoolConfig
 from streams.state import FleetState
 from streams.translate import SnapshotView, build_snapshot, to_decision
 
@@ -23,10 +34,12 @@ class Decider:
         self,
         horizon: Horizon,
         *,
+        pools: tuple[PoolConfig, ...] = (),
         carbon_budget_t_per_day: float | None = None,
         time_limit_s: float | None = None,
     ) -> None:
         self.horizon = horizon
+        self.pools = pools
         self.time_limit_s = time_limit_s
         # A daily cap prorated over the horizon's length (uniform over the day).
         self.carbon_budget_t = (
@@ -55,15 +68,32 @@ class Decider:
         """One joint solve of every ready site (raises OptimizerError on failure)."""
         key = tuple(sorted(views))
         model = self.models.get(key)
+        sites = tuple(views[site_id].site for site_id in key)
+        pools = [
+            PoolSpec(pool.pool_id, eligible)
+            for pool in self.pools
+            if (eligible := pool.eligible(sites))
+        ]
         if model is None:
             spec = FleetSpec(
-                sites=tuple(views[site_id].site.spec() for site_id in key),
+                sites=tuple(site.spec() for site in sites),
+                pools=tuple(pools),
                 carbon_budget=self.carbon_budget_t is not None,
             )
             model = FleetModel(spec, self.horizon.n_steps, time_limit_s=self.time_limit_s)
             self.models[key] = model
+        n = self.horizon.n_steps
+        by_id = {pool.pool_id: pool for pool in self.pools}
         snapshot = FleetSnapshot(
-            sites={k: v.snapshot for k, v in views.items()}, carbon_budget_t=self.carbon_budget_t
+            sites={k: v.snapshot for k, v in views.items()},
+            pools={
+                p.pool_id: PoolSnapshot(
+                    demand_mw=np.full(n, by_id[p.pool_id].demand_mw),
+                    value_usd_per_mwh=np.full(n, by_id[p.pool_id].value_usd_per_mwh),
+                )
+                for p in pools
+            },
+            carbon_budget_t=self.carbon_budget_t,
         )
         return model.plan(snapshot)
 

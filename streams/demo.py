@@ -16,12 +16,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 from tqdm import tqdm
 
 from schemas import DispatchDecision
 from streams.errors import GridshiftError
-from streams.history import ERCOT_REPLAY, GridRow, data_file, read_ercot_replay
-from streams.replay_events import row_events
+from streams.history import (
+    ERCOT_REPLAY,
+    data_file,
+    ercot_mapping_path,
+    load_mapping,
+    read_history,
+)
+from streams.replay_events import IntervalBatch, history_intervals
 from streams.sdk import DecisionSubscriber, Publisher
 from streams.settings import Settings
 from streams.sites import Fleet, SiteConfig
@@ -64,19 +71,23 @@ class DemoResult:
 
 def load_week(
     data_dir: Path | None, week_start: datetime, days: int = 7
-) -> tuple[list[GridRow], str]:
-    """Real rows from the data folder, or a labelled synthetic week when there is no folder."""
-    end = week_start + timedelta(days=days)
+) -> tuple[list[IntervalBatch], str]:
+    """Real intervals from the data folder, or a labelled synthetic week without one."""
+    start, end = pd.Timestamp(week_start), pd.Timestamp(week_start + timedelta(days=days))
     if data_dir is None:
-        rows = [row for row in synthetic_week(week_start) if row.interval_start < end]
-        return rows, SYNTHETIC_LABEL
-    rows, skipped = read_ercot_replay(data_file(data_dir, ERCOT_REPLAY), week_start, end)
-    if not rows:
+        return list(history_intervals(synthetic_week(week_start).window(start, end))), (
+            SYNTHETIC_LABEL
+        )
+    history = read_history(
+        data_file(data_dir, ERCOT_REPLAY), load_mapping(ercot_mapping_path())
+    ).window(start, end)
+    if history.frame.empty:
         raise GridshiftError(
             f"no ERCOT rows from {week_start:%Y-%m-%d} (the replay table covers 2024-06..2024-12)"
         )
-    label = f"real ERCOT HB_SOUTH data, {len(rows)} intervals"
-    return rows, label + (f" ({skipped} missing-price intervals skipped)" if skipped else "")
+    return list(history_intervals(history)), (
+        f"real ERCOT HB_SOUTH data, {len(history.frame)} intervals"
+    )
 
 
 async def run_demo(
@@ -137,14 +148,14 @@ async def run_demo(
             collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await collector
-    result.totals = summarise(fleet, result.decisions, rows[0].interval_start)
+    result.totals = summarise(fleet, result.decisions, rows[0].start)
     for line in summary_lines(result):
         echo(line)
     return result
 
 
 async def _replay_lockstep(
-    rows: list[GridRow],
+    rows: list[IntervalBatch],
     *,
     fleet: Fleet,
     node: str,
@@ -156,18 +167,18 @@ async def _replay_lockstep(
     previous: dict[str, tuple[float, float]] = {}
     progress = tqdm(total=len(rows), unit="interval", desc="replaying", leave=False)
     try:
-        for row, events in row_events(rows, node, region):
-            for topic, event in events:
+        for row in rows:
+            for topic, event in row.events:
                 await publisher.publish(topic, event)
             await publisher.flush()
-            wanted = [(site.site_id, row.interval_start) for site in fleet.sites]
+            wanted = [(site.site_id, row.start) for site in fleet.sites]
             deadline = asyncio.get_running_loop().time() + DECISION_TIMEOUT_S
             while not all(key in result.decisions for key in wanted):
                 arrived.clear()
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     raise GridshiftError(
-                        f"no decision for {row.interval_start} within "
+                        f"no decision for {row.start} within "
                         f"{DECISION_TIMEOUT_S:.0f}s: is the worker running?"
                     )
                 with contextlib.suppress(TimeoutError):
@@ -180,7 +191,7 @@ async def _replay_lockstep(
                     last is None
                     or max(abs(a - b) for a, b in zip(setpoints, last, strict=True)) > _MOVE_MW
                 ):
-                    progress.write(describe(decision, row.rt_price_usd_per_mwh))
+                    progress.write(describe(decision, row.prices[node]))
                 previous[site_id] = setpoints
             progress.update(1)
     finally:

@@ -70,19 +70,54 @@ class SiteConfig(BaseModel):
         )
 
 
+class PoolConfig(BaseModel):
+    """Flexible GPU inference that any eligible site may serve (routed to cheap, clean power).
+
+    Sites are eligible by region (``regions``: carbon region -> latency penalty $/MWh) or by id
+    (``sites``: site id -> penalty).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    pool_id: Identifier
+    demand_mw: float = Field(ge=0.0)
+    value_usd_per_mwh: float = Field(ge=0.0)
+    regions: dict[str, float] = Field(default_factory=dict)
+    sites: dict[str, float] = Field(default_factory=dict)
+
+    def eligible(self, fleet_sites: tuple[SiteConfig, ...]) -> tuple[tuple[str, float], ...]:
+        out = {
+            s.site_id: self.regions[s.carbon_region]
+            for s in fleet_sites
+            if s.carbon_region in self.regions
+        }
+        out.update(self.sites)
+        return tuple(sorted(out.items()))
+
+
 class Fleet(BaseModel):
-    """All sites, unique by id."""
+    """All sites, unique by id, and the inference pools routed between them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sites: tuple[SiteConfig, ...] = Field(min_length=1)
+    pools: tuple[PoolConfig, ...] = ()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
-        ids = [site.site_id for site in self.sites]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for site in self.sites:
+            (repeated if site.site_id in seen else seen).add(site.site_id)
+        if repeated:
+            duplicates = sorted(repeated)
             raise ValueError(f"duplicate site_id: {', '.join(duplicates)}")
+        for pool in self.pools:
+            unknown = sorted(set(pool.sites) - seen)
+            if unknown:
+                raise ValueError(f"pool {pool.pool_id}: unknown sites {', '.join(unknown)}")
+            if not pool.eligible(self.sites):
+                raise ValueError(f"pool {pool.pool_id}: no eligible site")
         return self
 
     def by_id(self) -> dict[str, SiteConfig]:
