@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from optimizer.errors import SpecError
+from optimizer.params import set_value
 from optimizer.snapshot import PoolSnapshot, SiteSnapshot
 from optimizer.spec import BatterySpec, FleetSpec
 from optimizer.value import FloatArray
@@ -94,12 +95,12 @@ class Routing:
         self.flow = cp.Variable(npairs * t, nonneg=True, name="routed_gpu_mw")
         self.to_site = block_rows(tuple(s for _, s, _ in layout.pairs), layout.n_sites, t)
         self.demand = cp.Parameter(npools * t, nonneg=True, name="pool_demand_mw")
-        self.value = cp.Parameter(npairs * t, name="route_usd_per_mw_step")
+        self.route_value = cp.Parameter(npairs * t, name="route_usd_per_mw_step")
         to_pool = block_rows(tuple(p for p, _, _ in layout.pairs), npools, t)
         per_site = self.to_site @ self.flow
         self.contribution = Contribution(
             constraints={"pool_demand": to_pool @ self.flow <= self.demand},
-            objective=self.value @ self.flow,
+            objective=self.route_value @ self.flow,
             it_load=per_site,
             gpu_load=per_site,
         )
@@ -117,19 +118,22 @@ class Routing:
                     raise SpecError(f"pools.{pool.pool_id}.{name}", f"needs {t} finite values >= 0")
             demand.append(np.asarray(snap.demand_mw, dtype=float))
             value.append(np.asarray(snap.value_usd_per_mwh, dtype=float))
-        self.demand.value = np.concatenate(demand)
-        self.value.value = np.concatenate(
-            [
-                hours[self.layout.rows(site)] * (value[pool] - penalty)
-                for pool, site, penalty in self.layout.pairs
-            ]
+        set_value(self.demand, np.concatenate(demand))
+        set_value(
+            self.route_value,
+            np.concatenate(
+                [
+                    hours[self.layout.rows(site)] * (value[pool] - penalty)
+                    for pool, site, penalty in self.layout.pairs
+                ]
+            ),
         )
 
     def per_site_mw(self) -> FloatArray:
         return np.asarray(self.to_site @ clean(self.flow.value), dtype=float)
 
     def per_site_value_usd(self) -> FloatArray:
-        flows = clean(self.flow.value) * np.asarray(self.value.value)
+        flows = clean(self.flow.value) * np.asarray(self.route_value.value)
         return np.asarray(self.to_site @ flows, dtype=float)
 
 
@@ -169,9 +173,9 @@ class BatchWork:
                 rate.append(np.where(open_steps, job.max_mw if job else 0.0, 0.0))
                 job_hours.append(hours[self.layout.rows(position)])
                 energy.append(job.energy_mwh if job else 0.0)
-        self.rate.value = np.concatenate(rate)
-        self.hours.value = np.concatenate(job_hours)
-        self.energy.value = np.asarray(energy)
+        set_value(self.rate, np.concatenate(rate))
+        set_value(self.hours, np.concatenate(job_hours))
+        set_value(self.energy, np.asarray(energy))
 
     def per_site_mw(self) -> FloatArray:
         return np.asarray(self.to_site @ clean(self.power.value), dtype=float)
@@ -229,10 +233,10 @@ class Batteries:
             soc0[0] = min(snaps[position].battery_soc_mwh, battery.energy_mwh)
             start.append(soc0)
             cycling.append(site_hours * battery.cycling_cost_usd_per_mwh)
-        self.charge_gain.value = np.concatenate(gain)
-        self.discharge_loss.value = np.concatenate(loss)
-        self.soc_start.value = np.concatenate(start)
-        self.cycling_cost.value = np.concatenate(cycling)
+        set_value(self.charge_gain, np.concatenate(gain))
+        set_value(self.discharge_loss, np.concatenate(loss))
+        set_value(self.soc_start, np.concatenate(start))
+        set_value(self.cycling_cost, np.concatenate(cycling))
 
     def rows_of(self, position: int) -> tuple[FloatArray, FloatArray, FloatArray] | None:
         if position not in self.layout.battery_sites:
@@ -263,8 +267,8 @@ class CarbonBudget:
     def assign(self, budget_t: float | None, hours: FloatArray, intensity: FloatArray) -> None:
         if budget_t is None or not np.isfinite(budget_t) or budget_t < 0:
             raise SpecError("carbon_budget_t", "the fleet has a carbon budget: give one >= 0")
-        self.tonnes_per_mw.value = hours * intensity / 1000.0
-        self.budget.value = budget_t
+        set_value(self.tonnes_per_mw, hours * intensity / 1000.0)
+        set_value(self.budget, budget_t)
 
     def shadow_price_usd_per_t(self) -> float:
         dual = self.contribution.constraints["carbon_budget"].dual_value

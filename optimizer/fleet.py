@@ -36,6 +36,7 @@ from optimizer.components import (
 )
 from optimizer.errors import SolverFailed, SpecError
 from optimizer.highs import HighsRunner
+from optimizer.params import set_value
 from optimizer.plan import FleetPlan, Plan
 from optimizer.snapshot import FleetSnapshot, SiteSnapshot, validate_all
 from optimizer.spec import FleetSpec, SiteSpec
@@ -218,25 +219,27 @@ class FleetModel:
         mining_cap = np.minimum(
             stack("mining_available_mw"), _per_row(sites, "mining_capacity_mw", t)
         )
-        p["mining_available_mw"].value = mining_cap
-        p["gpu_demand_mw"].value = stack("gpu_demand_mw")
-        p["gpu_floor_mw"].value = stack("gpu_floor_mw")
+        set_value(p["mining_available_mw"], mining_cap)
+        set_value(p["gpu_demand_mw"], stack("gpu_demand_mw"))
+        set_value(p["gpu_floor_mw"], stack("gpu_floor_mw"))
         # No active signal is +inf. Keep that row strictly slack, so the interconnect alone
         # carries the dual (the shadow price we report).
-        p["signal_cap_mw"].value = np.minimum(
-            stack("signal_cap_mw"), 2.0 * _per_row(sites, "interconnect_mw", t) + 1.0
+        set_value(
+            p["signal_cap_mw"],
+            np.minimum(stack("signal_cap_mw"), 2.0 * _per_row(sites, "interconnect_mw", t) + 1.0),
         )
-        p["onsite_cfe_mw"].value = stack("onsite_cfe_mw")
-        p["ppa_mw"].value = stack("ppa_mw")
-        p["mining_ramp_rhs_mw"].value = self._ramp_rhs(snaps, hours, mining_cap)
-        p["mining_usd_per_mw_step"].value = hours * arrays["revenue"]
-        p["gpu_usd_per_mw_step"].value = hours * arrays["gpu_value"]
-        p["import_usd_per_mw_step"].value = hours * arrays["price"] + arrays["peak"]
-        p["carbon_usd_per_mw_step"].value = (
-            hours * carbon_cost_usd_per_mwh(arrays["intensity"], 1.0) * arrays["carbon_price"]
+        set_value(p["onsite_cfe_mw"], stack("onsite_cfe_mw"))
+        set_value(p["ppa_mw"], stack("ppa_mw"))
+        set_value(p["mining_ramp_rhs_mw"], self._ramp_rhs(snaps, hours, mining_cap))
+        set_value(p["mining_usd_per_mw_step"], hours * arrays["revenue"])
+        set_value(p["gpu_usd_per_mw_step"], hours * arrays["gpu_value"])
+        set_value(p["import_usd_per_mw_step"], hours * arrays["price"] + arrays["peak"])
+        set_value(
+            p["carbon_usd_per_mw_step"],
+            (hours * carbon_cost_usd_per_mwh(arrays["intensity"], 1.0) * arrays["carbon_price"]),
         )
-        p["shortfall_usd_per_mw_step"].value = hours * GPU_FLOOR_PENALTY_USD_PER_MWH
-        p["excess_usd_per_mw_step"].value = hours * SIGNAL_PENALTY_USD_PER_MWH
+        set_value(p["shortfall_usd_per_mw_step"], hours * GPU_FLOOR_PENALTY_USD_PER_MWH)
+        set_value(p["excess_usd_per_mw_step"], hours * SIGNAL_PENALTY_USD_PER_MWH)
         if self.routing is not None:
             self.routing.assign(snapshot.pools, hours)
         if self.batch is not None:

@@ -277,6 +277,135 @@ def demo(
 
 
 @cli.command()
+@click.argument("scenario")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Real data folder [env GRIDSHIFT_DATA_DIR].",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="First interval (UTC); default: the scenario's.",
+)
+@click.option(
+    "--end",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    help="End (UTC, exclusive); default: the scenario's.",
+)
+@click.option(
+    "--price-lag",
+    type=click.IntRange(0, 96),
+    help="Intervals after its start that a price becomes known (default: scenario).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder [default: reports/<scenario>].",
+)
+@click.pass_context
+def backtest(
+    ctx: click.Context,
+    scenario: str,
+    data_dir: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    price_lag: int | None,
+    out: Path | None,
+) -> None:
+    """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle."""
+    from streams.report import markdown_table, run_backtest, summary_rows, write_report  # noqa: PLC0415
+    from streams.scenario import load_scenario, resolve_scenario  # noqa: PLC0415
+
+    settings = _settings(ctx, data_dir=data_dir)
+    if settings.data_dir is None:
+        raise GridshiftError("backtests need real data: pass --data-dir or set GRIDSHIFT_DATA_DIR")
+    path = resolve_scenario(scenario)
+    loaded = load_scenario(path)
+    if price_lag is not None:
+        loaded = loaded.model_copy(update={"price_lag_intervals": price_lag})
+    result = run_backtest(
+        loaded,
+        settings.data_dir,
+        path.parent,
+        start=start.replace(tzinfo=UTC) if start else None,
+        end=end.replace(tzinfo=UTC) if end else None,
+    )
+    click.echo(f"{loaded.title}\n")
+    click.echo(markdown_table(summary_rows(result)))
+    report = write_report(result, out or Path("reports") / loaded.name)
+    click.echo(f"\nreport: {report}")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--mapping",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Mapping file for non-canonical tables (see streams/examples/).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.001),
+    help="N x real time by event time; default: as fast as possible.",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="First interval to send (UTC); resume position after Ctrl-C.",
+)
+@click.option(
+    "--end",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="Stop before this time (UTC).",
+)
+@bootstrap_option
+@prefix_option
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    source: Path,
+    mapping: Path | None,
+    speed: float | None,
+    start: datetime | None,
+    end: datetime | None,
+    bootstrap: str | None,
+    topic_prefix: str | None,
+) -> None:
+    """Publish a grid history (CSV/Parquet, gridstatus export, or mapped) into the input topics."""
+    import pandas as pd  # noqa: PLC0415
+
+    from streams.history import ercot_mapping_path, load_mapping, read_history  # noqa: PLC0415
+    from streams.replay import replay_history  # noqa: PLC0415
+    from streams.sdk import Publisher  # noqa: PLC0415
+
+    settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
+    target = _require_bootstrap(settings)
+    if mapping is None and source.name.startswith("ercot_replay_15min"):
+        mapping = ercot_mapping_path()  # the shared ERCOT table is known
+    history = read_history(source, load_mapping(mapping) if mapping else None)
+    history = history.window(
+        pd.Timestamp(start, tz="UTC") if start else None,
+        pd.Timestamp(end, tz="UTC") if end else None,
+    )
+    for note in history.notes:
+        click.echo(f"note: {note}", err=True)
+
+    async def send() -> None:
+        async with Publisher(target, topic_prefix=settings.topic_prefix) as publisher:
+            task = asyncio.ensure_future(replay_history(history, publisher, speed=speed))
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, task.cancel)
+            outcome = await task
+        click.echo(f"published {outcome.events} events for {outcome.intervals} intervals")
+        if outcome.interrupted and outcome.next_interval is not None:
+            click.echo(f"stopped; resume with --start {outcome.next_interval:%Y-%m-%dT%H:%M:%S}")
+
+    _run(send())
+
+
+@cli.command()
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),

@@ -33,6 +33,9 @@ class SiteConfig(BaseModel):
     miner_efficiency_j_per_th: float = Field(gt=5.0, le=200.0)
     gpu_capacity_mw: float = Field(ge=0.0)
     gpu_floor_mw: float = Field(default=0.0, ge=0.0, description="Contracted take-or-pay MW.")
+    gpu_demand_mw: float | None = Field(
+        default=None, ge=0.0, description="Firm inference demand until events say otherwise."
+    )
     gpu_value_usd_per_mwh: float = Field(default=1600.0, ge=0.0)
     carbon_price_usd_per_t: float = Field(default=0.0, ge=0.0)
     mining_ramp_up_mw_per_min: float | None = Field(
@@ -48,7 +51,14 @@ class SiteConfig(BaseModel):
     def _floor_within_capacity(self) -> Self:
         if self.gpu_floor_mw > self.gpu_capacity_mw:
             raise ValueError("gpu_floor_mw cannot exceed gpu_capacity_mw")
+        if self.gpu_demand_mw is not None and self.gpu_demand_mw > self.gpu_capacity_mw:
+            raise ValueError("gpu_demand_mw cannot exceed gpu_capacity_mw")
         return self
+
+    @property
+    def firm_gpu_demand_mw(self) -> float:
+        """Firm inference demand: as configured, else the whole GPU fleet."""
+        return self.gpu_capacity_mw if self.gpu_demand_mw is None else self.gpu_demand_mw
 
     def spec(self) -> SiteSpec:
         battery = None

@@ -69,7 +69,7 @@ def build_snapshot(
         hashprice_usd_per_th_day=_fill(hashprices),
         gpu_value_usd_per_mwh=ones
         * (demand.value_usd_per_mwh if demand else site.gpu_value_usd_per_mwh),
-        gpu_demand_mw=ones * (demand.demand_mw if demand else site.gpu_capacity_mw),
+        gpu_demand_mw=ones * (demand.demand_mw if demand else site.firm_gpu_demand_mw),
         gpu_floor_mw=ones * (demand.contracted_floor_mw if demand else site.gpu_floor_mw),
         mining_available_mw=ones
         * (telemetry.mining_available_mw if telemetry else site.mining_capacity_mw),
