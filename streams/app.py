@@ -5,6 +5,7 @@ unusable goes to the dead-letter topic with its bytes and reason, and the agent 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,18 @@ class Counters:
 
     events_in: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def count_in(self, topic: str) -> None:
+        self.events_in[topic] = self.events_in.get(topic, 0) + 1
+        self.changed.set()
+
+    async def wait_consumed(self, total: int, timeout_s: float) -> None:
+        """Wait until at least ``total`` input events were consumed (TimeoutError otherwise)."""
+        async with asyncio.timeout(timeout_s):
+            while sum(self.events_in.values()) < total:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 @dataclass
@@ -124,7 +137,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
             stream: faust.StreamT[Any], *, _topic: str = topic_name, _model: Any = contract.model
         ) -> None:
             async for event in stream.events():
-                counters.events_in[_topic] = counters.events_in.get(_topic, 0) + 1
+                counters.count_in(_topic)
                 decoded = decode(event.value, _model, settings.max_message_bytes)
                 if isinstance(decoded, Rejection):
                     await reject(_topic, event, decoded)
