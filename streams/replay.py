@@ -42,7 +42,7 @@ async def replay_history(
     loop = asyncio.get_running_loop()
     events = intervals = 0
     last: datetime | None = None
-    wall_start = loop.time()
+    wall_start = shown_at = loop.time()
     interrupted = False
     bar = tqdm(
         total=len(batches), unit="interval", desc="replay", disable=None if show_progress else True
@@ -59,9 +59,14 @@ async def replay_history(
             events += len(batch.events)
             intervals += 1
             last = batch.start
-            bar.update(1)
-            elapsed = max(loop.time() - wall_start, 1e-9)
-            bar.set_postfix_str(f"{events / elapsed:,.0f} ev/s, at {last:%Y-%m-%d %H:%M}Z")
+            now = loop.time()
+            if now - shown_at >= 0.25:  # redraw a few times a second, not per interval
+                bar.update(intervals - bar.n)
+                bar.set_postfix_str(
+                    f"{events / max(now - wall_start, 1e-9):,.0f} ev/s, at {last:%Y-%m-%d %H:%M}Z"
+                )
+                shown_at = now
+        bar.update(intervals - bar.n)
     except asyncio.CancelledError:
         interrupted = True
     finally:

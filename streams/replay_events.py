@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import pandas as pd
 from pydantic import BaseModel
 
 from schemas import CarbonEvent, HashpriceEvent, PriceEvent
@@ -30,20 +31,26 @@ class IntervalBatch:
 def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
     """The history as batches of events, one batch per interval start, in time order."""
     frame = history.frame
-    has_carbon = "carbon_g_per_kwh" in frame.columns
-    has_hashprice = "hashprice_usd_per_th_day" in frame.columns
+    n = len(frame)
+    # Plain Python lists: iterating pandas rows (Arrow-backed strings) costs more than the events.
+    starts = list(frame["interval_start_utc"].dt.to_pydatetime())
+    ends = list(frame["interval_end_utc"].dt.to_pydatetime())
+    nodes = frame["node"].astype(str).tolist()
+    regions = frame["region"].astype(str).tolist()
+    prices = frame["price_usd_per_mwh"].astype(float).tolist()
+    carbons = _column(frame, "carbon_g_per_kwh", n)
+    hashprices = _column(frame, "hashprice_usd_per_th_day", n)
     last_day: datetime | None = None
     last_carbon: dict[str, tuple[datetime, float]] = {}
     batch: IntervalBatch | None = None
-    for row in frame.itertuples(index=False):
-        start: datetime = row.interval_start_utc.to_pydatetime()
-        end: datetime = row.interval_end_utc.to_pydatetime()
+    for i in range(n):
+        start, end, node, region = starts[i], ends[i], nodes[i], regions[i]
         if batch is None or batch.start != start:
             if batch is not None:
                 yield batch
             batch = IntervalBatch(start)
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        hashprice = float(row.hashprice_usd_per_th_day) if has_hashprice else math.nan
+        hashprice = hashprices[i]
         if day != last_day and math.isfinite(hashprice) and hashprice > 0:
             last_day = day
             batch.events.append(
@@ -56,17 +63,17 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
                     ),
                 )
             )
-        carbon = float(row.carbon_g_per_kwh) if has_carbon else math.nan
+        carbon = carbons[i]
         hour = start.replace(minute=0, second=0, microsecond=0)
-        if math.isfinite(carbon) and last_carbon.get(row.region) != (hour, carbon):
-            last_carbon[row.region] = (hour, carbon)
+        if math.isfinite(carbon) and last_carbon.get(region) != (hour, carbon):
+            last_carbon[region] = (hour, carbon)
             batch.events.append(
                 (
                     "grid.carbon.v1",
                     CarbonEvent(
                         interval_start=start,
                         interval_end=end,
-                        region=row.region,
+                        region=region,
                         average_intensity_g_per_kwh=max(0.0, carbon),
                     ),
                 )
@@ -75,13 +82,17 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
             (
                 "grid.price.v1",
                 PriceEvent(
-                    interval_start=start,
-                    interval_end=end,
-                    node=row.node,
-                    price_usd_per_mwh=float(row.price_usd_per_mwh),
+                    interval_start=start, interval_end=end, node=node, price_usd_per_mwh=prices[i]
                 ),
             )
         )
-        batch.prices[row.node] = float(row.price_usd_per_mwh)
+        batch.prices[node] = prices[i]
     if batch is not None:
         yield batch
+
+
+def _column(frame: pd.DataFrame, name: str, n: int) -> list[float]:
+    if name not in frame.columns:
+        return [math.nan] * n
+    values: list[float] = frame[name].astype(float).tolist()
+    return values

@@ -152,3 +152,71 @@ def test_demo_without_data_runs_on_a_labelled_synthetic_week() -> None:
     assert "SYNTHETIC" in result.stderr
     assert "SYNTHETIC DATA" in result.stdout
     assert "summary (SYNTHETIC DATA" in result.stdout
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    "scenario", ["northern-data", "miner-to-ai-host", "gigawatt", "national-network"]
+)
+def test_each_seed_scenario_runs_to_a_report_from_one_command(
+    scenario: str, data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / scenario
+    result = run(
+        ["backtest", scenario, "--start", "2024-08-20", "--end", "2024-08-21", "--out", str(out)],
+        clean_env(GRIDSHIFT_DATA_DIR=str(data_dir)),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| gridshift (MPC) |" in result.stdout
+    assert "| perfect-foresight oracle |" in result.stdout
+    report = (out / "report.md").read_text()
+    assert "regret against perfect foresight" in report
+    assert all(
+        (out / png).is_file()
+        for png in ("price_vs_dispatch.png", "cumulative_margin.png", "emissions.png")
+    )
+
+
+def test_backtest_mistakes_give_one_line(tmp_path: Path) -> None:
+    result = run(["backtest", "no-such-scenario", "--data-dir", str(tmp_path)], clean_env())
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "gridshift: error: no scenario 'no-such-scenario': give a file or one of gigawatt, "
+        "miner-to-ai-host, national-network, northern-data"
+    ]
+
+
+@pytest.mark.data
+def test_replay_publishes_history_and_stops_cleanly_with_a_resume_point(
+    broker: EmbeddedBroker, topic_prefix: str, data_dir: Path
+) -> None:
+    env = clean_env(GRIDSHIFT_KAFKA_BOOTSTRAP=broker.bootstrap, GRIDSHIFT_TOPIC_PREFIX=topic_prefix)
+    table = str(data_dir / "replay/ercot_replay_15min_2024-06-01_2024-12-31.csv")
+    done = run(["replay", table, "--start", "2024-08-20", "--end", "2024-08-20T06:00"], env)
+    assert done.returncode == 0, done.stderr
+    # 24 intervals: 24 prices, 6 hourly carbon values, 1 day of hashprice.
+    assert "published 31 events for 24 intervals" in done.stdout
+    slow = subprocess.Popen(
+        [*GRIDSHIFT, "replay", table, "--start", "2024-08-21", "--speed", "60"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # 60x real time: one 15-minute interval every 15 s. Wait for the first one on the topic.
+        import asyncio  # noqa: PLC0415
+
+        from tests.e2e.harness import read_records  # noqa: PLC0415
+
+        asyncio.run(read_records(broker.bootstrap, topic_prefix + "grid.price.v1", 25, 60))
+        slow.send_signal(signal.SIGINT)
+        out, err = slow.communicate(timeout=30)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.communicate(timeout=10)
+    assert slow.returncode == 0, err
+    assert "stopped; resume with --start 2024-08-21T00:15:00" in out
