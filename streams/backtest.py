@@ -61,9 +61,18 @@ class Dispatch:
     """Set-points per site and interval (MW)."""
 
     mining: FloatArray
-    gpu: FloatArray
+    gpu: FloatArray  # firm inference and batch work on the site's own GPUs
     grid_import: FloatArray
+    routed: FloatArray  # flexible pool inference served at the site
+    routed_revenue_usd: FloatArray  # what that routed work earned (pool value less latency)
     decisions: list[DispatchDecision] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n_sites: int, n_steps: int) -> Dispatch:
+        def zeros() -> FloatArray:
+            return np.zeros((n_sites, n_steps))
+
+        return cls(zeros(), zeros(), zeros(), zeros(), zeros())
 
     def undecided_intervals(self, n_sites: int, n_steps: int) -> int:
         """Site-intervals that ran the fail-safe because nothing was known yet."""
@@ -149,25 +158,33 @@ def actuals(
     )
 
 
-def _envelope(fleet: Fleet, n: int) -> tuple[FloatArray, FloatArray]:
-    """Firm GPU demand and the mining that fits beside it, per site (always-on dispatch)."""
+def _static_routing(fleet: Fleet, n: int, hours: float) -> tuple[FloatArray, FloatArray]:
+    """How a naive operator serves pools: an even split over eligible sites with spare GPUs."""
+    index = {s.site_id: i for i, s in enumerate(fleet.sites)}
+    spare = np.array([s.gpu_capacity_mw - s.firm_gpu_demand_mw for s in fleet.sites])
+    routed = np.zeros(len(fleet.sites))
+    revenue = np.zeros(len(fleet.sites))
+    for pool in fleet.pools:
+        eligible = pool.eligible(fleet.sites)
+        share = pool.demand_mw / len(eligible)
+        for site_id, penalty in eligible:
+            i = index[site_id]
+            served = min(share, spare[i] - routed[i])
+            routed[i] += served
+            revenue[i] += served * hours * (pool.value_usd_per_mwh - penalty)
+    return np.repeat(routed[:, None], n, axis=1), np.repeat(revenue[:, None], n, axis=1)
+
+
+def _baseline(fleet: Fleet, act: Actuals) -> tuple[Dispatch, FloatArray]:
+    """GPUs at firm demand, pools split statically, and the mining room beside them."""
+    n = len(act.starts)
+    routed, revenue = _static_routing(fleet, n, act.hours)
     gpu = np.array([[s.firm_gpu_demand_mw] * n for s in fleet.sites])
-    room = np.array(
-        [
-            [
-                max(
-                    0.0,
-                    min(
-                        s.mining_capacity_mw,
-                        (s.interconnect_mw + s.onsite_cfe_mw) / s.pue - s.firm_gpu_demand_mw,
-                    ),
-                )
-            ]
-            * n
-            for s in fleet.sites
-        ]
-    )
-    return gpu, room
+    envelope = np.array([[(s.interconnect_mw + s.onsite_cfe_mw) / s.pue] for s in fleet.sites])
+    capacity = np.array([[s.mining_capacity_mw] for s in fleet.sites])
+    room = np.clip(envelope - gpu - routed, 0.0, capacity)
+    dispatch = Dispatch(room, gpu, np.zeros_like(gpu), routed, revenue)
+    return dispatch, room
 
 
 def _facility_import(fleet: Fleet, mining: FloatArray, gpu: FloatArray) -> FloatArray:
@@ -178,17 +195,19 @@ def _facility_import(fleet: Fleet, mining: FloatArray, gpu: FloatArray) -> Float
 
 
 def run_always_on(fleet: Fleet, act: Actuals) -> Dispatch:
-    gpu, mining = _envelope(fleet, len(act.starts))
-    return Dispatch(mining, gpu, _facility_import(fleet, mining, gpu))
+    dispatch, _ = _baseline(fleet, act)
+    dispatch.grid_import = _facility_import(fleet, dispatch.mining, dispatch.gpu + dispatch.routed)
+    return dispatch
 
 
 def run_threshold(fleet: Fleet, act: Actuals, lag: int) -> Dispatch:
-    gpu, room = _envelope(fleet, len(act.starts))
+    dispatch, room = _baseline(fleet, act)
     known = np.roll(act.price, lag, axis=1)
     if lag:
         known[:, :lag] = act.price[:, :1]  # nothing earlier is known: assume the first price
-    mining = np.where(known > act.breakeven, 0.0, room)
-    return Dispatch(mining, gpu, _facility_import(fleet, mining, gpu))
+    dispatch.mining = np.where(known > act.breakeven, 0.0, room)
+    dispatch.grid_import = _facility_import(fleet, dispatch.mining, dispatch.gpu + dispatch.routed)
+    return dispatch
 
 
 def run_gridshift(
@@ -208,10 +227,10 @@ def run_gridshift(
     n, k_total = len(fleet.sites), len(starts)
     # Until a site can be planned (no price or hashprice known yet) it runs the fail-safe:
     # mining off, GPUs at their contracted floor.
-    floor = np.array([[s.gpu_floor_mw] * k_total for s in fleet.sites])
-    out = Dispatch(
-        np.zeros((n, k_total)), floor, _facility_import(fleet, np.zeros_like(floor), floor)
-    )
+    out = Dispatch.empty(n, k_total)
+    out.gpu[:] = np.array([[s.gpu_floor_mw] for s in fleet.sites])
+    out.grid_import[:] = _facility_import(fleet, out.mining, out.gpu)
+    gpu_value = {s.site_id: s.gpu_value_usd_per_mwh for s in fleet.sites}
     feed = []
     for batch in history_intervals(history):
         for _, event in batch.events:
@@ -229,7 +248,12 @@ def run_gridshift(
         for decision in decider.decide(state, triggers, now=now):  # type: ignore[arg-type]
             i = index[decision.site_id]
             out.mining[i, k] = decision.mining_mw
-            out.gpu[i, k] = decision.gpu_mw + decision.routed_gpu_mw + decision.batch_mw
+            out.gpu[i, k] = decision.gpu_mw + decision.batch_mw
+            out.routed[i, k] = decision.routed_gpu_mw
+            hours = (decision.interval_end - decision.interval_start) / timedelta(hours=1)
+            out.routed_revenue_usd[i, k] = decision.economics.gpu_revenue_usd - (
+                decision.gpu_mw * hours * gpu_value[decision.site_id]
+            )
             out.grid_import[i, k] = decision.grid_import_mw
             out.decisions.append(decision)
         if k % 96 == 0:
@@ -245,7 +269,7 @@ def run_oracle(
     """Perfect foresight: each day solved at once with its actual prices and carbon."""
     sites = fleet.sites
     n, k_total = len(sites), len(act.starts)
-    out = Dispatch(np.zeros((n, k_total)), np.zeros((n, k_total)), np.zeros((n, k_total)))
+    out = Dispatch.empty(n, k_total)
     models: dict[int, FleetModel] = {}
     for first in range(0, k_total, window):
         last = min(k_total, first + window)
@@ -284,7 +308,11 @@ def run_oracle(
         for i, s in enumerate(sites):
             site_plan = plan.sites[s.site_id]
             out.mining[i, first:last] = site_plan.mining_mw
-            out.gpu[i, first:last] = site_plan.gpu_mw + site_plan.routed_gpu_mw + site_plan.batch_mw
+            out.gpu[i, first:last] = site_plan.gpu_mw + site_plan.batch_mw
+            out.routed[i, first:last] = site_plan.routed_gpu_mw
+            out.routed_revenue_usd[i, first:last] = site_plan.gpu_revenue_usd - (
+                site_plan.gpu_mw * act.hours * s.gpu_value_usd_per_mwh
+            )
             out.grid_import[i, first:last] = site_plan.grid_import_mw
         if progress is not None:
             progress(length)
@@ -302,10 +330,10 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
     imp = dispatch.grid_import
     energy = energy_cost_usd(imp, hours, act.price)
     mining_revenue = dispatch.mining * hours * act.mining_revenue
-    gpu_revenue = dispatch.gpu * hours * gpu_value
+    gpu_revenue = dispatch.gpu * hours * gpu_value + dispatch.routed_revenue_usd
     unmatched = np.maximum(0.0, imp - ppa)
-    facility = pue * (dispatch.mining + dispatch.gpu)
-    _, room = _envelope(fleet, len(act.starts))
+    facility = pue * (dispatch.mining + dispatch.gpu + dispatch.routed)
+    _, room = _baseline(fleet, act)
     spikes = act.price > act.breakeven
     margin = (mining_revenue + gpu_revenue - energy).sum(axis=0)
     facility_mwh = float((facility * hours).sum())
@@ -315,7 +343,7 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
         gpu_revenue_usd=float(gpu_revenue.sum()),
         sla_shortfall_mwh=float((np.maximum(0.0, floor - dispatch.gpu) * hours).sum()),
         mining_mwh=float((dispatch.mining * hours).sum()),
-        gpu_mwh=float((dispatch.gpu * hours).sum()),
+        gpu_mwh=float(((dispatch.gpu + dispatch.routed) * hours).sum()),
         mwh_shed_in_spikes=float((np.maximum(0.0, room - dispatch.mining) * hours)[spikes].sum()),
         emissions_location_t=float(emissions_kg(imp, hours, act.carbon).sum()) / 1000.0,
         emissions_market_t=float(emissions_kg(unmatched, hours, act.carbon).sum()) / 1000.0,

@@ -30,6 +30,15 @@ class PublishError(GridshiftError):
     """An event failed validation or the broker did not acknowledge it."""
 
 
+async def _start(client: AIOKafkaProducer | AIOKafkaConsumer, error: type[GridshiftError]) -> None:
+    """Start an aiokafka client; an unreachable broker is one clear error, nothing left open."""
+    try:
+        await client.start()
+    except KafkaError as exc:
+        await client.stop()
+        raise error(f"cannot reach Kafka: {exc}") from exc
+
+
 def validate_event(topic: str, event: BaseModel | Mapping[str, Any]) -> BaseModel:
     """``event`` as the model of ``topic`` (an input topic), or :class:`PublishError`."""
     contract = TOPICS_BY_NAME.get(topic)
@@ -66,11 +75,7 @@ class Publisher:
         self.sent = 0
 
     async def __aenter__(self) -> Self:
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._producer.stop()
-            raise PublishError(f"cannot reach Kafka: {exc}") from exc
+        await _start(self._producer, PublishError)
         return self
 
     async def __aexit__(
@@ -145,11 +150,7 @@ class DecisionSubscriber:
         )
 
     async def __aenter__(self) -> Self:
-        try:
-            await self._consumer.start()
-        except KafkaError as exc:
-            await self._consumer.stop()
-            raise GridshiftError(f"cannot reach Kafka: {exc}") from exc
+        await _start(self._consumer, GridshiftError)
         return self
 
     async def __aexit__(
