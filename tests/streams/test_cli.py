@@ -14,7 +14,16 @@ COMMANDS = sorted(cli.commands)
 
 
 def test_all_commands_are_there() -> None:
-    assert COMMANDS == ["broker", "demo", "publish", "schemas", "subscribe", "worker"]
+    assert COMMANDS == [
+        "backtest",
+        "broker",
+        "demo",
+        "publish",
+        "replay",
+        "schemas",
+        "subscribe",
+        "worker",
+    ]
 
 
 @pytest.mark.parametrize("args", [["--help"], *[[c, "--help"] for c in COMMANDS]])
