@@ -46,7 +46,7 @@ class Economics(StrictModel):
 class SolverReport(StrictModel):
     """How the optimizer got there."""
 
-    status: Literal["optimal", "optimal_inaccurate"]
+    status: Literal["optimal", "optimal_inaccurate", "not_solved"]
     solver: str
     solve_time_ms: float = Field(ge=0.0, description="Time the solver itself reported.")
     wall_time_ms: float = Field(ge=0.0, description="Assign parameters + solve + read back.")
@@ -86,6 +86,12 @@ class DispatchDecision(IntervalEvent):
     notes: tuple[str, ...] = Field(
         default=(), description="Inputs that were held at their last value or assumed."
     )
+    fallback: Literal["none", "hold_last_plan", "fail_safe"] = Field(
+        default="none",
+        description="Not an optimal plan: the last plan held, or the fail-safe rule (mining shed "
+        "to a safe level, GPU floor kept).",
+    )
+    fallback_reason: str | None = Field(default=None, description="Why a fallback was used.")
     economics: Economics
     solver: SolverReport
     horizon: tuple[PlanStep, ...] = Field(min_length=1)

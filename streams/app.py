@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -96,6 +97,14 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         settings.horizon(),
         pools=fleet.pools,
         carbon_budget_t_per_day=settings.fleet_carbon_budget_t_per_day,
+        time_limit_s=settings.solver_time_limit_s,
+        stale_price_after=(
+            timedelta(seconds=settings.stale_price_after_s)
+            if settings.stale_price_after_s is not None
+            else None
+        ),
+        failsafe_mining_fraction=settings.failsafe_mining_fraction,
+        restore_fraction=settings.restore_fraction,
     )
     planner = Planner(state, publish, decider, debounce_s=settings.debounce_ms / 1000.0)
 

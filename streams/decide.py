@@ -3,12 +3,20 @@ worker (through :class:`~streams.planner.Planner`) and the offline backtest.
 
 A decision round builds every ready site's snapshot, solves the fleet jointly (one compiled
 model per set of ready sites), and returns decisions for the requested sites whose inputs
-changed since their last decision.
+changed since their last decision. A site is never left without a decision:
+
+- a site whose price feed is silent for longer than ``stale_price_after`` (by event time, so a
+  replay shows it too) gets the fail-safe decision; when the feed returns, its mining comes back
+  in staggered steps of ``restore_fraction`` of capacity per decision;
+- when the solver fails, each site holds its last plan while that plan still covers the
+  interval, else gets the fail-safe; both are flagged and counted.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -18,17 +26,30 @@ from optimizer import (
     FleetSnapshot,
     FleetSpec,
     Horizon,
+    OptimizerError,
     PoolSnapshot,
     PoolSpec,
 )
 from schemas import DispatchDecision, Trigger
-from streams.sites import PoolConfig
+from streams.fallback import fail_safe, hold_last_plan
+from streams.sites import PoolConfig, SiteConfig
 from streams.state import FleetState
 from streams.translate import SnapshotView, build_snapshot, to_decision
 
 
+@dataclass
+class Round:
+    """One decision round: fresh snapshots, the sites to decide, and the stale ones."""
+
+    views: dict[str, SnapshotView]
+    changed: list[str]
+    triggers: dict[str, Trigger]
+    sites: dict[str, SiteConfig]
+    stale: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # site -> (now, why)
+
+
 class Decider:
-    """Owns the compiled fleet models and what was last decided per site."""
+    """Owns the compiled fleet models, the watchdog and what was last decided per site."""
 
     def __init__(
         self,
@@ -37,10 +58,16 @@ class Decider:
         pools: tuple[PoolConfig, ...] = (),
         carbon_budget_t_per_day: float | None = None,
         time_limit_s: float | None = None,
+        stale_price_after: timedelta | None = None,
+        failsafe_mining_fraction: float = 0.0,
+        restore_fraction: float = 0.25,
     ) -> None:
         self.horizon = horizon
         self.pools = pools
         self.time_limit_s = time_limit_s
+        self.stale_price_after = stale_price_after
+        self.failsafe_mining_fraction = failsafe_mining_fraction
+        self.restore_fraction = restore_fraction
         # A daily cap prorated over the horizon's length (uniform over the day).
         self.carbon_budget_t = (
             None
@@ -49,20 +76,51 @@ class Decider:
         )
         self.models: dict[tuple[str, ...], FleetModel] = {}
         self.last_version: dict[str, str] = {}
+        self.last_decision: dict[str, DispatchDecision] = {}
+        self.restoring: dict[str, float] = {}  # site -> mining cap while coming back (MW)
+        self.fallbacks: Counter[str] = Counter()
 
-    def views(self, state: FleetState, now: datetime | None = None) -> dict[str, SnapshotView]:
-        """Snapshots of every site that can be planned (price and hashprice known)."""
-        return {
-            site_id: view
-            for site_id, site in state.sites.items()
-            if (view := build_snapshot(state, site, self.horizon, now=now)) is not None
-        }
-
-    def pending(self, views: dict[str, SnapshotView], site_ids: list[str]) -> list[str]:
-        """The requested sites that are ready and whose inputs changed since their decision."""
-        return sorted(
-            s for s in site_ids if s in views and self.last_version.get(s) != views[s].input_version
+    # ------------------------------------------------------------------ rounds
+    def prepare(
+        self, state: FleetState, triggers: dict[str, Trigger], now: datetime | None = None
+    ) -> Round:
+        """Snapshots of the fresh sites; stale sites set aside for the fail-safe."""
+        views: dict[str, SnapshotView] = {}
+        stale: dict[str, tuple[datetime, str]] = {}
+        for site_id, site in state.sites.items():
+            why = self._stale(state, site_id, now)
+            if why is not None:
+                stale[site_id] = why
+                continue
+            cap = self.restoring.get(site_id)
+            view = build_snapshot(state, site, self.horizon, now=now, mining_cap_mw=cap)
+            if view is not None:
+                views[site_id] = view
+        changed = sorted(
+            s for s in triggers if s in views and self.last_version.get(s) != views[s].input_version
         )
+        stale = {
+            s: v
+            for s, v in stale.items()
+            if self.last_version.get(s) != f"stale|{v[0].isoformat()}"
+        }
+        return Round(views, changed, triggers, state.sites, stale)
+
+    def _stale(
+        self, state: FleetState, site_id: str, now: datetime | None
+    ) -> tuple[datetime, str] | None:
+        if self.stale_price_after is None:
+            return None
+        site = state.sites[site_id]
+        price_clock = state.clock(site)
+        event_clock = now or state.event_clock
+        if price_clock is None or event_clock is None:
+            return None
+        age = event_clock - price_clock
+        if age <= self.stale_price_after:
+            return None
+        minutes = age.total_seconds() / 60
+        return event_clock, f"price feed for {site.price_node} silent for {minutes:.0f} min"
 
     def solve(self, views: dict[str, SnapshotView]) -> FleetPlan:
         """One joint solve of every ready site (raises OptimizerError on failure)."""
@@ -97,27 +155,89 @@ class Decider:
         )
         return model.plan(snapshot)
 
-    def decisions(
-        self,
-        views: dict[str, SnapshotView],
-        plan: FleetPlan,
-        triggers: dict[str, Trigger],
-    ) -> list[DispatchDecision]:
-        """Decisions for the given sites from a solved plan; remembers their input versions."""
-        out = []
-        for site_id, trigger in sorted(triggers.items()):
-            view = views[site_id]
-            out.append(to_decision(view, plan.sites[site_id], trigger, plan))
-            self.last_version[site_id] = view.input_version
+    def decisions(self, rnd: Round, plan: FleetPlan) -> list[DispatchDecision]:
+        """Optimal decisions for the changed sites, fail-safe ones for the stale sites."""
+        out = [to_decision(rnd.views[s], plan.sites[s], rnd.triggers[s], plan) for s in rnd.changed]
+        out += self._stale_decisions(rnd)
+        for decision in out:
+            self._remember(decision, rnd)
         return out
+
+    def fallback_decisions(self, rnd: Round, reason: str) -> list[DispatchDecision]:
+        """The solver failed: hold each site's last plan if it covers now, else fail safe."""
+        out = []
+        for site_id in rnd.changed:
+            view = rnd.views[site_id]
+            last = self.last_decision.get(site_id)
+            held = hold_last_plan(last, view.now, rnd.triggers[site_id], reason) if last else None
+            out.append(
+                held
+                or fail_safe(
+                    view.site,
+                    view.now,
+                    view.step_ends[0] - view.now,
+                    rnd.triggers[site_id],
+                    reason,
+                    mining_fraction=self.failsafe_mining_fraction,
+                )
+            )
+        out += self._stale_decisions(rnd)
+        for decision in out:
+            self._remember(decision, rnd)
+        return out
+
+    def _stale_decisions(self, rnd: Round) -> list[DispatchDecision]:
+        step = self.horizon.step(0)
+        return [
+            fail_safe(
+                rnd.sites[site_id],
+                now,
+                step,
+                rnd.triggers.get(site_id, "timer"),
+                why,
+                mining_fraction=self.failsafe_mining_fraction,
+            )
+            for site_id, (now, why) in sorted(rnd.stale.items())
+        ]
+
+    def _remember(self, decision: DispatchDecision, rnd: Round) -> None:
+        site_id = decision.site_id
+        self.last_decision[site_id] = decision
+        if decision.fallback == "none":
+            self.last_version[site_id] = rnd.views[site_id].input_version
+            cap = self.restoring.get(site_id)
+            if cap is not None:
+                capacity = rnd.views[site_id].site.mining_capacity_mw
+                step = capacity * self.restore_fraction
+                if cap + step >= capacity:
+                    del self.restoring[site_id]
+                else:
+                    self.restoring[site_id] = cap + step
+            return
+        self.fallbacks[decision.fallback] += 1
+        if site_id in rnd.stale:
+            now, _ = rnd.stale[site_id]
+            self.last_version[site_id] = f"stale|{now.isoformat()}"
+            # Coming back, mining restarts from the fail-safe level in staggered steps.
+            capacity = rnd.sites[site_id].mining_capacity_mw
+            self.restoring[site_id] = decision.mining_mw + capacity * self.restore_fraction
 
     def decide(
         self, state: FleetState, triggers: dict[str, Trigger], now: datetime | None = None
     ) -> list[DispatchDecision]:
         """One synchronous round: views, solve, decisions (used offline)."""
-        views = self.views(state, now)
-        changed = self.pending(views, list(triggers))
-        if not changed:
-            return []
-        plan = self.solve(views)
-        return self.decisions(views, plan, {s: triggers[s] for s in changed})
+        rnd = self.prepare(state, triggers, now)
+        if not rnd.changed:
+            return self.stale_only(rnd)
+        try:
+            plan = self.solve(rnd.views)
+        except OptimizerError as exc:
+            return self.fallback_decisions(rnd, f"solver failed: {exc}")
+        return self.decisions(rnd, plan)
+
+    def stale_only(self, rnd: Round) -> list[DispatchDecision]:
+        """Fail-safe decisions for the stale sites of a round with nothing to solve."""
+        out = self._stale_decisions(rnd)
+        for decision in out:
+            self._remember(decision, rnd)
+        return out

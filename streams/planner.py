@@ -67,18 +67,28 @@ class Planner:
 
     async def _replan(self, batch: dict[str, Trigger]) -> None:
         decider = self.decider
-        views = decider.views(self.state)
-        changed = decider.pending(views, list(batch))
-        if not changed:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            plan = await loop.run_in_executor(self._executor, decider.solve, views)
-        except OptimizerError:
-            self.solver_failures += 1
-            log.exception("solve failed sites=%s", ",".join(changed))
-            return
-        for decision in decider.decisions(views, plan, {s: batch[s] for s in changed}):
+        rnd = decider.prepare(self.state, batch)
+        if rnd.changed:
+            loop = asyncio.get_running_loop()
+            try:
+                plan = await loop.run_in_executor(self._executor, decider.solve, rnd.views)
+            except OptimizerError as exc:
+                self.solver_failures += 1
+                log.exception("solve failed, publishing fallbacks sites=%s", ",".join(rnd.changed))
+                decisions = decider.fallback_decisions(rnd, f"solver failed: {exc}")
+            else:
+                decisions = decider.decisions(rnd, plan)
+        else:
+            decisions = decider.stale_only(rnd)
+        for decision in decisions:
+            if decision.fallback != "none":
+                log.warning(
+                    "fallback decision site=%s kind=%s reason=%s",
+                    decision.site_id,
+                    decision.fallback,
+                    decision.fallback_reason,
+                )
             await self.publish(decision)
             self.decisions_published += 1
-        self.state.prune(min(view.now for view in views.values()))
+        if rnd.views:
+            self.state.prune(min(view.now for view in rnd.views.values()))

@@ -53,6 +53,20 @@ class Settings(BaseSettings):
         ge=0.0,
         description="Fleet CO2 cap (market-based), prorated over the horizon; unset = none.",
     )
+    stale_price_after_s: float | None = Field(
+        default=1800.0,
+        gt=0.0,
+        description="Event-time age of a site's last price after which it runs the fail-safe.",
+    )
+    failsafe_mining_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Mining kept by the fail-safe (share of fleet)."
+    )
+    restore_fraction: float = Field(
+        default=0.25, gt=0.0, le=1.0, description="Mining restored per decision after a fail-safe."
+    )
+    solver_time_limit_s: float | None = Field(
+        default=10.0, gt=0.0, description="Solver time-out; a time-out yields a fallback."
+    )
     max_message_bytes: int = Field(
         default=1_000_000, ge=1_024, description="Larger inputs are dead-lettered."
     )

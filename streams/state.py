@@ -60,6 +60,7 @@ class FleetState:
     telemetry: dict[str, TelemetryEvent] = field(default_factory=dict)
     demand: dict[str, ComputeDemandEvent] = field(default_factory=dict)
     node_clock: dict[str, datetime] = field(default_factory=dict)
+    event_clock: datetime | None = None  # the newest interval start seen on any input
 
     def __post_init__(self) -> None:
         self.sites: dict[str, SiteConfig] = self.fleet.by_id()
@@ -67,7 +68,15 @@ class FleetState:
         self._by_region: dict[str, frozenset[str]] = _index(self.fleet, "carbon_region")
 
     def apply(self, event: InputEvent) -> Applied:
-        """Fold ``event`` into the state; :class:`UnknownSiteError` for an unknown site id."""
+        """Fold ``event`` into the state; :class:`UnknownSiteError` for an unknown site id.
+
+        A rejected event changes nothing, the event-time clock included.
+        """
+        applied = self._fold(event)
+        self._advance_clock(event)
+        return applied
+
+    def _fold(self, event: InputEvent) -> Applied:
         match event:
             case PriceEvent():
                 curve = self.prices.setdefault(event.node, Curve())
@@ -123,6 +132,12 @@ class FleetState:
                 if latest_demand is None or latest_demand.interval_start <= event.interval_start:
                     self.demand[event.site_id] = event
                 return Applied(frozenset({event.site_id}), "compute_demand")
+
+    def _advance_clock(self, event: InputEvent) -> None:
+        """Event-time now of the whole worker (a day's hashprice says nothing of now)."""
+        newer = self.event_clock is None or event.interval_start > self.event_clock
+        if newer and not isinstance(event, HashpriceEvent):
+            self.event_clock = event.interval_start
 
     def clock(self, site: SiteConfig) -> datetime | None:
         """The site's event-time now: the start of the newest real-time price interval."""

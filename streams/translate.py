@@ -33,7 +33,11 @@ class SnapshotView:
 
 
 def build_snapshot(
-    state: FleetState, site: SiteConfig, horizon: Horizon, now: datetime | None = None
+    state: FleetState,
+    site: SiteConfig,
+    horizon: Horizon,
+    now: datetime | None = None,
+    mining_cap_mw: float | None = None,
 ) -> SnapshotView | None:
     """The site's snapshot at ``now`` (default: its event-time clock), or None until price and
     hashprice are known. Only points that start at or before each step are read."""
@@ -72,7 +76,10 @@ def build_snapshot(
         gpu_demand_mw=ones * (demand.demand_mw if demand else site.firm_gpu_demand_mw),
         gpu_floor_mw=ones * (demand.contracted_floor_mw if demand else site.gpu_floor_mw),
         mining_available_mw=ones
-        * (telemetry.mining_available_mw if telemetry else site.mining_capacity_mw),
+        * min(
+            telemetry.mining_available_mw if telemetry else site.mining_capacity_mw,
+            site.mining_capacity_mw if mining_cap_mw is None else mining_cap_mw,
+        ),
         signal_cap_mw=caps,
         carbon_price_usd_per_t=site.carbon_price_usd_per_t,
         onsite_cfe_mw=ones * site.onsite_cfe_mw,
