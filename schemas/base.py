@@ -6,9 +6,16 @@ intervals that end after they start). Must not know about Kafka, faust or the op
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+#: Event times outside this window are typos or corrupted clocks, not grid data.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+#: The longest interval an event may describe (a seasonal contract or a year-long signal).
+MAX_INTERVAL = timedelta(days=366)
 
 #: Identifiers (site ids, price nodes, regions) are short, printable and never blank.
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -44,4 +51,8 @@ class IntervalEvent(StrictModel):
     def _end_after_start(self) -> Self:
         if self.interval_end <= self.interval_start:
             raise ValueError("interval_end must be after interval_start")
+        if not EARLIEST <= self.interval_start <= LATEST:
+            raise ValueError(f"interval_start must be between {EARLIEST:%Y} and {LATEST:%Y}")
+        if self.interval_end - self.interval_start > MAX_INTERVAL:
+            raise ValueError(f"an interval may last at most {MAX_INTERVAL.days} days")
         return self

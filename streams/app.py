@@ -14,12 +14,13 @@ from typing import Any
 import faust
 
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter, DispatchDecision
-from streams.codec import PydanticCodec, Rejection, dead_letter, decode
+from streams.codec import PydanticCodec, Rejection, dead_letter
 from streams.decide import Decider
+from streams.ingest import ingest
 from streams.planner import Planner
 from streams.settings import Settings
 from streams.sites import Fleet
-from streams.state import FleetState, InputEvent, UnknownSiteError
+from streams.state import FleetState
 from streams.transport import App
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Counters:
 
     events_in: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    applied: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_in(self, topic: str) -> None:
@@ -142,23 +144,19 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
             partitions=settings.topic_partitions,
         )
 
-        async def ingest(
-            stream: faust.StreamT[Any], *, _topic: str = topic_name, _model: Any = contract.model
+        async def agent(
+            stream: faust.StreamT[Any], *, _name: str = name, _topic: str = topic_name
         ) -> None:
             async for event in stream.events():
                 counters.count_in(_topic)
-                decoded = decode(event.value, _model, settings.max_message_bytes)
-                if isinstance(decoded, Rejection):
-                    await reject(_topic, event, decoded)
+                outcome = ingest(state, _name, event.value, settings.max_message_bytes)
+                if isinstance(outcome, Rejection):
+                    await reject(_topic, event, outcome)
                     continue
-                try:
-                    applied = state.apply(_as_input(decoded))
-                except UnknownSiteError as exc:
-                    await reject(_topic, event, Rejection("unknown_site", str(exc)))
-                    continue
-                planner.mark_dirty(applied.sites, applied.trigger)
+                counters.applied += 1
+                planner.mark_dirty(outcome.sites, outcome.trigger)
 
-        app.agent(topic, name=f"gridshift.ingest.{name}")(ingest)
+        app.agent(topic, name=f"gridshift.ingest.{name}")(agent)
 
     async def replan() -> None:
         await planner.run()
@@ -166,9 +164,3 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     app.task(replan)
 
     return Worker(app=app, state=state, planner=planner, counters=counters)
-
-
-def _as_input(model: Any) -> InputEvent:
-    """Narrow a decoded input model to the state's event union (the topic table guarantees it)."""
-    event: InputEvent = model
-    return event

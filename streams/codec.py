@@ -7,7 +7,6 @@ caller can dead-letter the exact bytes and carry on.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -40,12 +39,11 @@ def decode(raw: bytes | None, model: type[ModelT], max_bytes: int) -> ModelT | R
     if len(raw) > max_bytes:
         return Rejection("oversized", f"{len(raw)} bytes > limit {max_bytes}")
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        return Rejection("not_json", f"not JSON: {exc}")
-    try:
-        return model.model_validate(payload)
+        # Strict: JSON true is not a price and "12" is not a megawatt figure.
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            return Rejection("not_json", f"not JSON: {exc.errors()[0]['msg']}")
         return Rejection("schema_violation", _summarise(exc))
 
 

@@ -8,9 +8,11 @@ set of sites, and drops duplicate decision ids (at-least-once delivery upstream)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,6 +26,12 @@ from streams.errors import GridshiftError
 from streams.keys import event_key
 
 log = logging.getLogger(__name__)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class PublishError(GridshiftError):
@@ -48,7 +56,10 @@ def validate_event(topic: str, event: BaseModel | Mapping[str, Any]) -> BaseMode
         return event
     payload = event.model_dump(mode="json") if isinstance(event, BaseModel) else dict(event)
     try:
-        return contract.model.model_validate(payload)
+        # The same strict JSON validation the worker applies, so what passes here is accepted.
+        return contract.model.model_validate_json(
+            json.dumps(payload, default=_json_default), strict=True
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"

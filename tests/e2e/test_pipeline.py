@@ -180,3 +180,46 @@ async def test_consumer_fetch_wait_is_the_configured_one(
         consumer: Any = running.app.consumer._thread._consumer  # type: ignore[attr-defined]
         assert consumer._fetch_max_wait_ms == 37
         assert consumer._fetcher._fetch_max_wait_ms == 37
+
+
+async def test_a_fuzzed_batch_through_kafka_loses_nothing(
+    broker: EmbeddedBroker, topic_prefix: str, one_site_fleet: Fleet
+) -> None:
+    """Generated garbage and near-valid events interleaved with valid ones, over real TCP:
+    every invalid one is dead-lettered with its reason, every valid one applied."""
+    import random  # noqa: PLC0415
+
+    from tests.streams.fuzzcases import MAX_BYTES, case  # noqa: PLC0415
+
+    rng = random.Random(2024)
+    cases = [case(rng) for _ in range(150)]
+    invalid = [c for c in cases if c[2] != "ok"]
+    expected: dict[str, int] = {}
+    for _, _, reason in invalid:
+        expected[reason] = expected.get(reason, 0) + 1
+    settings = worker_settings(topic_prefix, max_message_bytes=MAX_BYTES)
+    async with worker_on(broker.bootstrap, one_site_fleet, settings) as worker:
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        for topic, raw, _ in cases:
+            producer.produce(topic_prefix + topic, value=raw)
+        assert await asyncio.to_thread(producer.flush, 10) == 0
+        await worker.counters.wait_consumed(len(cases), timeout_s=60)
+        assert worker.counters.dead_lettered == expected
+        assert worker.counters.applied == len(cases) - len(invalid)
+        records = await read_records(
+            broker.bootstrap, topic_prefix + "gridshift.deadletter.v1", len(invalid)
+        )
+        assert sorted(json.loads(r.value)["reason"] for r in records) == sorted(
+            reason for _, _, reason in invalid
+        )
+        # And the worker still decides.
+        async with DecisionSubscriber(
+            broker.bootstrap, topic_prefix=topic_prefix, from_beginning=True
+        ) as subscriber:
+            log = DecisionLog(aiter(subscriber))
+            async with Publisher(broker.bootstrap, topic_prefix=topic_prefix) as publisher:
+                await publisher.publish("market.hashprice.v1", hashprice())
+                # Later than anything in the batch (which spans August 2024).
+                await publisher.publish("grid.price.v1", price(2000, 25.0))
+            await log.wait_for(at(2000))
+            await log.close()
