@@ -18,6 +18,7 @@ from streams.codec import PydanticCodec, Rejection, dead_letter
 from streams.decide import Decider
 from streams.ingest import ingest
 from streams.planner import Planner
+from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.sites import Fleet
 from streams.state import FleetState
@@ -76,6 +77,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
+        broker_credentials=faust_credentials(settings),
     )
     decisions = app.topic(
         settings.topic(DECISION_TOPIC),

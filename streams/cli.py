@@ -19,6 +19,7 @@ import click
 
 from schemas import INPUT_TOPICS, DispatchDecision, json_schemas
 from streams.errors import GridshiftError
+from streams.security import aiokafka_options
 from streams.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -154,7 +155,9 @@ def publish(
         raise GridshiftError(f"{len(errors)} invalid line(s) in {source.name}; nothing was sent")
 
     async def send() -> int:
-        async with Publisher(target, topic_prefix=settings.topic_prefix) as publisher:
+        async with Publisher(
+            target, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
+        ) as publisher:
             return await publisher.publish_many(topic, events)
 
     click.echo(f"published {_run(send())} event(s) to {settings.topic(topic)}")
@@ -193,7 +196,11 @@ def subscribe(
     async def follow() -> None:
         count = 0
         async with DecisionSubscriber(
-            target, topic_prefix=settings.topic_prefix, sites=sites, from_beginning=from_beginning
+            target,
+            topic_prefix=settings.topic_prefix,
+            sites=sites,
+            from_beginning=from_beginning,
+            client_options=aiokafka_options(settings),
         ) as subscriber:
             async for decision in subscriber:
                 click.echo(render(decision))
@@ -392,7 +399,9 @@ def replay(
         click.echo(f"note: {note}", err=True)
 
     async def send() -> None:
-        async with Publisher(target, topic_prefix=settings.topic_prefix) as publisher:
+        async with Publisher(
+            target, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
+        ) as publisher:
             task = asyncio.ensure_future(replay_history(history, publisher, speed=speed))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -30,6 +30,7 @@ from streams.history import (
 )
 from streams.replay_events import IntervalBatch, history_intervals
 from streams.sdk import DecisionSubscriber, Publisher
+from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sites import Fleet, SiteConfig
 from streams.synthetic import SYNTHETIC_LABEL, synthetic_week
@@ -115,6 +116,7 @@ async def run_demo(
         }
     )
     prefix = run_settings.topic_prefix
+    client_options = aiokafka_options(run_settings)
     result = DemoResult(label=label)
     nodes = {site.price_node for site in fleet.sites}
     regions = {site.carbon_region for site in fleet.sites}
@@ -123,8 +125,10 @@ async def run_demo(
     async with (
         bootstrap_servers(run_settings) as bootstrap,
         running_worker(run_settings, fleet, bootstrap),
-        DecisionSubscriber(bootstrap, topic_prefix=prefix, from_beginning=True) as subscriber,
-        Publisher(bootstrap, topic_prefix=prefix) as publisher,
+        DecisionSubscriber(
+            bootstrap, topic_prefix=prefix, from_beginning=True, client_options=client_options
+        ) as subscriber,
+        Publisher(bootstrap, topic_prefix=prefix, client_options=client_options) as publisher,
     ):
         arrived = asyncio.Event()
 

@@ -76,11 +76,12 @@ class Publisher:
         topic_prefix: str = "",
         linger_ms: int = 2,
         max_in_flight: int = 10_000,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.topic_prefix = topic_prefix
         self.max_in_flight = max_in_flight
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all"
+            bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **(client_options or {})
         )
         self._pending: list[asyncio.Future[Any]] = []
         self.sent = 0
@@ -145,6 +146,7 @@ class DecisionSubscriber:
         group_id: str | None = None,
         fetch_max_wait_ms: int = 20,
         remember_ids: int = 100_000,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.sites = frozenset(sites) if sites else None
         self.remember_ids = remember_ids
@@ -158,6 +160,7 @@ class DecisionSubscriber:
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=group_id is not None,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            **(client_options or {}),
         )
 
     async def __aenter__(self) -> Self:

@@ -5,9 +5,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from optimizer import Horizon, SpecError
@@ -24,6 +24,19 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset = start the embedded broker."
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients connect to Kafka."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (with SASL_* protocols)."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never logged or printed)."
+    )
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for TLS.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key.")
     topic_prefix: str = Field(
         default="", pattern=r"^[A-Za-z0-9._\-]*$", description="Prepended to every topic name."
     )
