@@ -9,11 +9,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter, DispatchDecision
+from streams.acks import AckLedger
 from streams.codec import PydanticCodec, Rejection, dead_letter
 from streams.decide import Decider
 from streams.ingest import ingest
@@ -95,7 +96,8 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     counters = Counters()
 
     async def publish(decision: DispatchDecision) -> None:
-        await decisions.send(key=decision.site_id.encode(), value=decision)
+        delivery = await decisions.send(key=decision.site_id.encode(), value=decision)
+        await delivery  # the planner acks the inputs behind it only after delivery
 
     decider = Decider(
         settings.horizon(),
@@ -110,7 +112,10 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         failsafe_mining_fraction=settings.failsafe_mining_fraction,
         restore_fraction=settings.restore_fraction,
     )
-    planner = Planner(state, publish, decider, debounce_s=settings.debounce_ms / 1000.0)
+    ledger = AckLedger()
+    planner = Planner(
+        state, publish, decider, debounce_s=settings.debounce_ms / 1000.0, ledger=ledger
+    )
 
     async def reject(topic: str, event: Any, rejection: Rejection) -> None:
         counters.dead_lettered[rejection.reason] = (
@@ -132,7 +137,8 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
             value=event.value,
             rejection=rejection,
         )
-        await dead_letters.send(key=event.key, value=record)
+        delivery = await dead_letters.send(key=event.key, value=record)
+        await delivery  # delivered before the input's offset may be committed
 
     for name in TOPICS_BY_NAME:
         contract = TOPICS_BY_NAME[name]
@@ -149,13 +155,17 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         async def agent(
             stream: faust.StreamT[Any], *, _name: str = name, _topic: str = topic_name
         ) -> None:
-            async for event in stream.events():
+            # Manual acks: an input is acked once what it caused is delivered to Kafka.
+            manual = cast("faust.Stream[Any]", stream).noack()
+            async for event in manual.events():
                 counters.count_in(_topic)
                 outcome = ingest(state, _name, event.value, settings.max_message_bytes)
                 if isinstance(outcome, Rejection):
                     await reject(_topic, event, outcome)
+                    await manual.ack(event)
                     continue
                 counters.applied += 1
+                ledger.park(manual, event)
                 planner.mark_dirty(outcome.sites, outcome.trigger)
 
         app.agent(topic, name=f"gridshift.ingest.{name}")(agent)

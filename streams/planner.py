@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from optimizer import OptimizerError
 from schemas import DispatchDecision, Trigger
+from streams.acks import AckLedger
 from streams.decide import Decider
 from streams.state import FleetState
 
@@ -33,7 +34,9 @@ class Planner:
         decider: Decider,
         *,
         debounce_s: float,
+        ledger: AckLedger | None = None,
     ) -> None:
+        self.ledger = ledger
         self.state = state
         self.publish = publish
         self.decider = decider
@@ -61,7 +64,16 @@ class Planner:
                     await asyncio.sleep(self.debounce_s)  # debounce window, not synchronisation
                 self._wake.clear()
                 batch, self._dirty = self._dirty, {}
-                await self._replan(batch)
+                answered = self.ledger.take() if self.ledger else []
+                try:
+                    await self._replan(batch)
+                except Exception:
+                    # Keep serving. The inputs stay unacked, so after a restart they are read
+                    # again and decided then (at-least-once), never silently dropped.
+                    log.exception("decision round failed; its inputs stay uncommitted")
+                    continue
+                if self.ledger:
+                    await self.ledger.release(answered)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
