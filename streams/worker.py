@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 
 from streams.app import Worker, build_worker
 from streams.broker import EmbeddedBroker
+from streams.recovery import rebuild_state
+from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sites import Fleet
 
@@ -37,6 +39,9 @@ async def bootstrap_servers(settings: Settings) -> AsyncIterator[str]:
 async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> AsyncIterator[Worker]:
     """A started worker; stopped (offsets committed, producer flushed) when the context exits."""
     worker = build_worker(settings, fleet, bootstrap)
+    rebuilt = await rebuild_state(settings, bootstrap, worker.state, aiokafka_options(settings))
+    if rebuilt:
+        log.info("state rebuilt from committed inputs events=%d", rebuilt)
     await worker.app.start()
     log.info(
         "worker started app_id=%s sites=%d bootstrap=%s",

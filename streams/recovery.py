@@ -1,0 +1,85 @@
+"""Rebuilding a worker's state after a restart or crash, before it starts consuming.
+
+The state (curves, telemetry, signals) lives in memory. On start, every input topic is read from
+its beginning up to the offsets the consumer group has committed, and folded into the state
+without deciding anything; the faust consumer then resumes at those offsets, so what was not yet
+committed is read again and decided (at-least-once). Retention on Apache Kafka bounds how far
+back this reaches; the embedded broker keeps everything until it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import INPUT_TOPICS
+from streams.ingest import ingest
+from streams.settings import Settings
+from streams.state import Applied, FleetState
+
+log = logging.getLogger(__name__)
+
+
+async def rebuild_state(
+    settings: Settings,
+    bootstrap: str,
+    state: FleetState,
+    client_options: dict[str, Any],
+    timeout_s: float = 120.0,
+) -> int:
+    """Fold every committed input into ``state``; return how many were applied."""
+    names = {settings.topic(name): name for name in INPUT_TOPICS}
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client_options,
+    )
+    await probe.start()
+    try:
+        existing = await probe.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in names
+            if topic in existing
+            for p in sorted(probe.partitions_for_topic(topic) or ())
+        ]
+        targets = {}
+        for tp in partitions:
+            offset = await probe.committed(tp)
+            if offset:
+                targets[tp] = offset
+        if not targets:
+            return 0
+        probe.assign(list(targets))
+        await probe.seek_to_beginning(*targets)
+        return await asyncio.wait_for(_replay(probe, targets, names, state, settings), timeout_s)
+    finally:
+        await probe.stop()
+
+
+async def _replay(
+    probe: AIOKafkaConsumer,
+    targets: dict[TopicPartition, int],
+    names: dict[str, str],
+    state: FleetState,
+    settings: Settings,
+) -> int:
+    applied = 0
+    remaining = set(targets)
+    while remaining:
+        batch = await probe.getmany(*remaining, timeout_ms=500)
+        for tp, messages in batch.items():
+            for message in messages:
+                if message.offset >= targets[tp]:
+                    break
+                outcome = ingest(state, names[tp.topic], message.value, settings.max_message_bytes)
+                applied += isinstance(outcome, Applied)
+        for tp in list(remaining):
+            if await probe.position(tp) >= targets[tp]:
+                remaining.discard(tp)
+    return applied
