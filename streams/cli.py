@@ -430,6 +430,24 @@ def schemas(out: Path) -> None:
         click.echo(str(path))
 
 
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of standard output.",
+)
+def asyncapi(out: Path | None) -> None:
+    """Print the AsyncAPI 3.0 document of every topic (JSON)."""
+    from schemas.asyncapi import asyncapi_document  # noqa: PLC0415
+
+    text = json.dumps(asyncapi_document(), indent=2, sort_keys=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(str(out))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every user-facing failure into one line."""
     try:

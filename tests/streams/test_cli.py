@@ -15,6 +15,7 @@ COMMANDS = sorted(cli.commands)
 
 def test_all_commands_are_there() -> None:
     assert COMMANDS == [
+        "asyncapi",
         "backtest",
         "broker",
         "demo",
