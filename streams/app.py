@@ -17,7 +17,9 @@ from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter
 from streams.acks import AckLedger
 from streams.codec import PydanticCodec, Rejection, dead_letter
 from streams.decide import Decider
+from streams.http import DecisionHub
 from streams.ingest import ingest
+from streams.metrics import Metrics
 from streams.planner import Planner
 from streams.security import faust_credentials
 from streams.settings import Settings
@@ -51,12 +53,15 @@ class Counters:
 
 @dataclass
 class Worker:
-    """The faust app with its state, planner and counters."""
+    """The faust app with its state, planner, counters, metrics and decision hub."""
 
     app: App
     state: FleetState
     planner: Planner
     counters: Counters
+    metrics: Metrics
+    hub: DecisionHub
+    http_port: int | None = None
 
 
 def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
@@ -95,9 +100,14 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     state = FleetState(fleet)
     counters = Counters()
 
+    metrics = Metrics()
+    hub = DecisionHub()
+
     async def publish(decision: DispatchDecision) -> None:
         delivery = await decisions.send(key=decision.site_id.encode(), value=decision)
         await delivery  # the planner acks the inputs behind it only after delivery
+        hub.publish(decision)
+        metrics.decisions_out.labels(decision.fallback).inc()
 
     decider = Decider(
         settings.horizon(),
@@ -114,10 +124,16 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     )
     ledger = AckLedger()
     planner = Planner(
-        state, publish, decider, debounce_s=settings.debounce_ms / 1000.0, ledger=ledger
+        state,
+        publish,
+        decider,
+        debounce_s=settings.debounce_ms / 1000.0,
+        ledger=ledger,
+        on_solve=metrics.solve_seconds.observe,
     )
 
     async def reject(topic: str, event: Any, rejection: Rejection) -> None:
+        metrics.dead_lettered.labels(rejection.reason).inc()
         counters.dead_lettered[rejection.reason] = (
             counters.dead_lettered.get(rejection.reason, 0) + 1
         )
@@ -159,6 +175,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
             manual = cast("faust.Stream[Any]", stream).noack()
             async for event in manual.events():
                 counters.count_in(_topic)
+                metrics.events_in.labels(_name).inc()
                 outcome = ingest(state, _name, event.value, settings.max_message_bytes)
                 if isinstance(outcome, Rejection):
                     await reject(_topic, event, outcome)
@@ -175,4 +192,6 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
 
     app.task(replan)
 
-    return Worker(app=app, state=state, planner=planner, counters=counters)
+    return Worker(
+        app=app, state=state, planner=planner, counters=counters, metrics=metrics, hub=hub
+    )

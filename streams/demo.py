@@ -113,6 +113,7 @@ async def run_demo(
             "topic_prefix": f"{settings.topic_prefix}demo-{uuid.uuid4().hex[:8]}.",
             "horizon_fine_steps": 4,
             "horizon_fine_minutes": 15,
+            "http_enabled": False,  # the demo prints; it needs no port
         }
     )
     prefix = run_settings.topic_prefix

@@ -35,8 +35,10 @@ class Planner:
         *,
         debounce_s: float,
         ledger: AckLedger | None = None,
+        on_solve: Callable[[float], object] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.on_solve = on_solve
         self.state = state
         self.publish = publish
         self.decider = decider
@@ -90,6 +92,8 @@ class Planner:
                 decisions = decider.fallback_decisions(rnd, f"solver failed: {exc}")
             else:
                 decisions = decider.decisions(rnd, plan)
+                if self.on_solve is not None:
+                    self.on_solve(plan.wall_time_s)
         else:
             decisions = decider.stale_only(rnd)
         for decision in decisions:

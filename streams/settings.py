@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(
         default=0.5, gt=0.0, le=60.0, description="Consumer heartbeat interval."
     )
+    http_enabled: bool = Field(
+        default=True, description="Serve the HTTP API (ingest, decisions, health, metrics)."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Bind address of the HTTP API.")
+    http_port: int = Field(default=8780, ge=0, le=65_535, description="HTTP port (0 = any).")
+    http_token: SecretStr | None = Field(
+        default=None, description="Bearer token for HTTP writes; unset = writes refused."
+    )
     web_enabled: bool = Field(default=False, description="faust's web server (off unless asked).")
     web_host: str = Field(default="127.0.0.1", description="Bind address of the web server.")
     web_port: int = Field(default=6066, ge=1, le=65_535, description="Web server port.")

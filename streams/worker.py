@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 
 from streams.app import Worker, build_worker
 from streams.broker import EmbeddedBroker
+from streams.http import build_api, serving
 from streams.recovery import rebuild_state
+from streams.sdk import Publisher
 from streams.security import aiokafka_options
 from streams.settings import Settings
 from streams.sites import Fleet
@@ -43,6 +45,12 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     if rebuilt:
         log.info("state rebuilt from committed inputs events=%d", rebuilt)
     await worker.app.start()
+    stack = contextlib.AsyncExitStack()
+    if settings.http_enabled:
+        worker.http_port = await stack.enter_async_context(
+            _http(settings, fleet, worker, bootstrap)
+        )
+        log.info("http api listening host=%s port=%s", settings.http_host, worker.http_port)
     log.info(
         "worker started app_id=%s sites=%d bootstrap=%s",
         settings.app_id,
@@ -52,12 +60,34 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     try:
         yield worker
     finally:
+        await stack.aclose()
         await worker.app.stop()
         log.info(
             "worker stopped decisions=%d dead_lettered=%s",
             worker.planner.decisions_published,
             worker.counters.dead_lettered,
         )
+
+
+@contextlib.asynccontextmanager
+async def _http(
+    settings: Settings, fleet: Fleet, worker: Worker, bootstrap: str
+) -> AsyncIterator[int]:
+    """The HTTP API beside the worker, with its own publisher for HTTP writes."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    async with Publisher(
+        bootstrap, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
+    ) as publisher:
+        api = build_api(
+            fleet=fleet,
+            hub=worker.hub,
+            metrics=worker.metrics,
+            publisher=publisher,
+            token=settings.http_token.get_secret_value() if settings.http_token else None,
+            broker=(host, int(port)),
+        )
+        async with serving(api, settings.http_host, settings.http_port) as bound:
+            yield bound
 
 
 async def serve(settings: Settings, fleet: Fleet) -> None:

@@ -23,7 +23,9 @@ WAIT_S = 30.0
 
 
 def worker_settings(prefix: str, **overrides: Any) -> Settings:
-    return load_settings(topic_prefix=prefix, app_id=f"{prefix}worker", **overrides)
+    """Settings for a test worker: fresh topics and group; no HTTP unless a test asks for it."""
+    values: dict[str, Any] = {"http_enabled": False, **overrides}
+    return load_settings(topic_prefix=prefix, app_id=f"{prefix}worker", **values)
 
 
 @contextlib.asynccontextmanager

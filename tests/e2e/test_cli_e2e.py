@@ -48,6 +48,7 @@ def worker_process(broker: EmbeddedBroker, topic_prefix: str) -> Iterator[subpro
         GRIDSHIFT_KAFKA_BOOTSTRAP=broker.bootstrap,
         GRIDSHIFT_TOPIC_PREFIX=topic_prefix,
         GRIDSHIFT_APP_ID=f"{topic_prefix}cli",
+        GRIDSHIFT_HTTP_ENABLED="false",
     )
     process = subprocess.Popen(
         [*GRIDSHIFT, "worker", "--sites", str(REPO / "streams/examples/sites.toml")],

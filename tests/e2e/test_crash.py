@@ -34,6 +34,7 @@ def start_worker(bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
         GRIDSHIFT_KAFKA_BOOTSTRAP=bootstrap,
         GRIDSHIFT_TOPIC_PREFIX=prefix,
         GRIDSHIFT_APP_ID=f"{prefix}crash",
+        GRIDSHIFT_HTTP_ENABLED="false",
         GRIDSHIFT_LOG_LEVEL="WARNING",
     )
     return subprocess.Popen(

@@ -1,0 +1,115 @@
+"""The worker's HTTP API over real TCP, on the embedded broker: token-guarded ingest, the
+latest plan, a server-sent-event stream of decisions, health and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from schemas import DispatchDecision
+from streams.app import Worker
+from streams.broker import EmbeddedBroker
+from streams.sites import Fleet
+from tests.e2e.harness import hashprice, price, worker_on, worker_settings
+
+pytestmark = pytest.mark.e2e
+TOKEN = "t0k3n-for-tests"
+
+
+@pytest.fixture
+async def api(
+    broker: EmbeddedBroker, one_site_fleet: Fleet, topic_prefix: str
+) -> AsyncIterator[tuple[Worker, str]]:
+    settings = worker_settings(topic_prefix, http_enabled=True, http_port=0, http_token=TOKEN)
+    async with worker_on(broker.bootstrap, one_site_fleet, settings) as worker:
+        yield worker, f"http://127.0.0.1:{worker.http_port}"
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def first_sse_decision(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    async with session.get(f"{base}/v1/decisions/stream") as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async with asyncio.timeout(30):
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    payload: dict[str, Any] = json.loads(line[6:])
+                    return payload
+    raise AssertionError("stream ended")
+
+
+async def test_ingest_decide_stream_health_and_metrics(api: tuple[Worker, str]) -> None:
+    worker, base = api
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/health") as response:
+            health = await response.json()
+        assert response.status == 200
+        assert health["status"] == "ok"
+        assert health["broker_reachable"] is True
+
+        hp = hashprice().model_dump(mode="json")
+        async with session.post(f"{base}/v1/events/market.hashprice.v1", json=hp) as response:
+            assert response.status == 401
+        async with session.post(
+            f"{base}/v1/events/market.hashprice.v1", json=hp, headers=auth("wrong")
+        ) as response:
+            assert response.status == 401
+        bad = {**price(0, 20.0).model_dump(mode="json"), "price_usd_per_mwh": "cheap"}
+        async with session.post(
+            f"{base}/v1/events/grid.price.v1", json=bad, headers=auth()
+        ) as response:
+            assert response.status == 400
+            assert "price_usd_per_mwh" in await response.text()
+
+        stream = asyncio.create_task(first_sse_decision(session, base))
+        for topic, event in (
+            ("market.hashprice.v1", hashprice()),
+            ("grid.price.v1", price(0, 20.0)),
+        ):
+            async with session.post(
+                f"{base}/v1/events/{topic}", json=event.model_dump(mode="json"), headers=auth()
+            ) as response:
+                assert response.status == 202
+                assert (await response.json())["published"] == 1
+        streamed = DispatchDecision.model_validate(await stream)
+        assert streamed.site_id == "site-a"
+
+        async with session.get(f"{base}/v1/sites/site-a/decision") as response:
+            latest = DispatchDecision.model_validate(await response.json())
+        assert latest.decision_id == streamed.decision_id
+        async with session.get(f"{base}/v1/sites/nowhere/decision") as response:
+            assert response.status == 404
+        async with session.get(f"{base}/v1/sites") as response:
+            (site,) = await response.json()
+        assert site["latest_decision_id"] == streamed.decision_id
+
+        async with session.get(f"{base}/metrics") as response:
+            text = await response.text()
+    assert 'gridshift_events_in_total{topic="grid.price.v1"} 1.0' in text
+    assert 'gridshift_decisions_out_total{fallback="none"}' in text
+    assert "gridshift_solve_seconds_count" in text
+    assert worker.planner.decisions_published >= 1
+
+
+async def test_writes_are_refused_without_a_configured_token(
+    broker: EmbeddedBroker, one_site_fleet: Fleet, topic_prefix: str
+) -> None:
+    settings = worker_settings(topic_prefix, http_enabled=True, http_port=0)
+    async with (
+        worker_on(broker.bootstrap, one_site_fleet, settings) as worker,
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{worker.http_port}/v1/events/grid.price.v1",
+            json=price(0, 1.0).model_dump(mode="json"),
+            headers=auth(),
+        ) as response,
+    ):
+        assert response.status == 403
+        assert "GRIDSHIFT_HTTP_TOKEN" in await response.text()
