@@ -63,8 +63,16 @@ def test_worker_is_built_here_and_configured_by_valid_settings(compose: dict[str
     assert mount[1] == env["GRIDSHIFT_SITES_FILE"]
 
 
-def test_dockerfile_runs_as_non_root() -> None:
+def test_worker_exposes_its_http_api(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["gridshift"]
+    assert worker["ports"] == ["8780:8780"]
+    assert worker["environment"]["GRIDSHIFT_HTTP_PORT"] == "8780"
+
+
+def test_dockerfile_runs_as_non_root_with_a_health_check() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "USER gridshift" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert "/health" in dockerfile
     assert 'ENTRYPOINT ["gridshift"]' in dockerfile
     assert Path(REPO / "pyproject.toml").is_file()
