@@ -13,14 +13,56 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import Literal
 
 from schemas import DispatchDecision, Economics, PlanStep, SolverReport, Trigger
 from streams.sites import SiteConfig
 from streams.translate import decision_id
 
 
-def _version(*parts: str) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+def _flagged(
+    site_id: str,
+    step: PlanStep,
+    *,
+    trigger: Trigger,
+    kind: Literal["hold_last_plan", "fail_safe"],
+    reason: str,
+    basis: str,
+    breakeven: float = 0.0,
+) -> DispatchDecision:
+    """A single-step decision from ``step``, flagged as a fallback of ``kind``."""
+    version = hashlib.sha256(
+        f"{kind}|{site_id}|{step.interval_start.isoformat()}|{basis}".encode()
+    ).hexdigest()[:16]
+    return DispatchDecision(
+        interval_start=step.interval_start,
+        interval_end=step.interval_end,
+        decision_id=decision_id(site_id, step.interval_start, version),
+        site_id=site_id,
+        trigger=trigger,
+        input_version=version,
+        mining_mw=step.mining_mw,
+        gpu_mw=step.gpu_mw,
+        grid_import_mw=step.grid_import_mw,
+        mining_breakeven_usd_per_mwh=breakeven,
+        shadow_price_interconnect_usd_per_mwh=0.0,
+        gpu_shortfall_mw=0.0,
+        signal_excess_mw=0.0,
+        binding_constraints=(),
+        economics=Economics(
+            energy_cost_usd=0.0,
+            mining_revenue_usd=0.0,
+            gpu_revenue_usd=0.0,
+            net_margin_usd=0.0,
+            emissions_kg_co2=0.0,
+        ),
+        solver=SolverReport(
+            status="not_solved", solver="none", solve_time_ms=0.0, wall_time_ms=0.0
+        ),
+        horizon=(step,),
+        fallback=kind,
+        fallback_reason=reason,
+    )
 
 
 def hold_last_plan(
@@ -29,29 +71,15 @@ def hold_last_plan(
     """The last plan's step covering ``now``, republished as a flagged decision (or None)."""
     for step in last.horizon:
         if step.interval_start <= now < step.interval_end:
-            version = _version("hold", last.decision_id, now.isoformat())
-            return DispatchDecision(
-                interval_start=now,
-                interval_end=step.interval_end,
-                decision_id=decision_id(last.site_id, now, version),
-                site_id=last.site_id,
-                trigger=trigger,
-                input_version=version,
-                mining_mw=step.mining_mw,
-                gpu_mw=step.gpu_mw,
-                grid_import_mw=step.grid_import_mw,
-                mining_breakeven_usd_per_mwh=last.mining_breakeven_usd_per_mwh,
-                shadow_price_interconnect_usd_per_mwh=0.0,
-                gpu_shortfall_mw=0.0,
-                signal_excess_mw=0.0,
-                binding_constraints=(),
-                economics=_no_economics(),
-                solver=SolverReport(
-                    status="not_solved", solver="none", solve_time_ms=0.0, wall_time_ms=0.0
-                ),
-                horizon=(step.model_copy(update={"interval_start": now}),),
-                fallback="hold_last_plan",
-                fallback_reason=reason,
+            held = step.model_copy(update={"interval_start": now})
+            return _flagged(
+                last.site_id,
+                held,
+                trigger,
+                "hold_last_plan",
+                reason,
+                basis=last.decision_id,
+                breakeven=last.mining_breakeven_usd_per_mwh,
             )
     return None
 
@@ -71,47 +99,15 @@ def fail_safe(
     grid_import = min(
         site.interconnect_mw, max(0.0, site.pue * (mining + gpu) - site.onsite_cfe_mw)
     )
-    version = _version("fail_safe", site.site_id, now.isoformat(), reason)
-    return DispatchDecision(
+    plan_step = PlanStep(
         interval_start=now,
         interval_end=now + step,
-        decision_id=decision_id(site.site_id, now, version),
-        site_id=site.site_id,
-        trigger=trigger,
-        input_version=version,
         mining_mw=mining,
         gpu_mw=gpu,
         grid_import_mw=grid_import,
-        mining_breakeven_usd_per_mwh=0.0,
-        shadow_price_interconnect_usd_per_mwh=0.0,
-        gpu_shortfall_mw=0.0,
-        signal_excess_mw=0.0,
-        binding_constraints=(),
-        economics=_no_economics(),
-        solver=SolverReport(
-            status="not_solved", solver="none", solve_time_ms=0.0, wall_time_ms=0.0
-        ),
-        horizon=(
-            PlanStep(
-                interval_start=now,
-                interval_end=now + step,
-                mining_mw=mining,
-                gpu_mw=gpu,
-                grid_import_mw=grid_import,
-                price_usd_per_mwh=0.0,
-                carbon_intensity_g_per_kwh=0.0,
-            ),
-        ),
-        fallback="fail_safe",
-        fallback_reason=reason,
+        price_usd_per_mwh=0.0,
+        carbon_intensity_g_per_kwh=0.0,
     )
-
-
-def _no_economics() -> Economics:
-    return Economics(
-        energy_cost_usd=0.0,
-        mining_revenue_usd=0.0,
-        gpu_revenue_usd=0.0,
-        net_margin_usd=0.0,
-        emissions_kg_co2=0.0,
+    return _flagged(
+        site.site_id, plan_step, trigger=trigger, kind="fail_safe", reason=reason, basis=reason
     )
