@@ -75,9 +75,9 @@ def hold_last_plan(
             return _flagged(
                 last.site_id,
                 held,
-                trigger,
-                "hold_last_plan",
-                reason,
+                trigger=trigger,
+                kind="hold_last_plan",
+                reason=reason,
                 basis=last.decision_id,
                 breakeven=last.mining_breakeven_usd_per_mwh,
             )
