@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import json
 import time
@@ -160,8 +161,9 @@ async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[i
         await site.start()
     except OSError as exc:
         await runner.cleanup()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else str(exc)
         raise GridshiftError(
-            f"cannot serve HTTP on {host}:{port} ({exc.strerror}); set GRIDSHIFT_HTTP_PORT"
+            f"cannot serve HTTP on {host}:{port} ({reason}); set GRIDSHIFT_HTTP_PORT"
         ) from exc
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     try:

@@ -46,18 +46,18 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
         log.info("state rebuilt from committed inputs events=%d", rebuilt)
     await worker.app.start()
     stack = contextlib.AsyncExitStack()
-    if settings.http_enabled:
-        worker.http_port = await stack.enter_async_context(
-            _http(settings, fleet, worker, bootstrap)
-        )
-        log.info("http api listening host=%s port=%s", settings.http_host, worker.http_port)
-    log.info(
-        "worker started app_id=%s sites=%d bootstrap=%s",
-        settings.app_id,
-        len(fleet.sites),
-        bootstrap,
-    )
     try:
+        if settings.http_enabled:
+            worker.http_port = await stack.enter_async_context(
+                _http(settings, fleet, worker, bootstrap)
+            )
+            log.info("http api listening host=%s port=%s", settings.http_host, worker.http_port)
+        log.info(
+            "worker started app_id=%s sites=%d bootstrap=%s",
+            settings.app_id,
+            len(fleet.sites),
+            bootstrap,
+        )
         yield worker
     finally:
         await stack.aclose()

@@ -221,3 +221,25 @@ def test_replay_publishes_history_and_stops_cleanly_with_a_resume_point(
             slow.communicate(timeout=10)
     assert slow.returncode == 0, err
     assert "stopped; resume with --start 2024-08-21T00:15:00" in out
+
+
+def test_a_busy_http_port_is_one_clear_line_and_a_clean_exit(
+    broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(
+            GRIDSHIFT_KAFKA_BOOTSTRAP=broker.bootstrap,
+            GRIDSHIFT_TOPIC_PREFIX=topic_prefix,
+            GRIDSHIFT_HTTP_PORT=str(port),
+        )
+        result = run(["--log-level", "ERROR", "worker"], env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"gridshift: error: cannot serve HTTP on 127.0.0.1:{port} (address already in use); "
+        "set GRIDSHIFT_HTTP_PORT"
+    )
