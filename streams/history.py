@@ -25,7 +25,6 @@ and unknown columns are an error that lists what was found and how to map it.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from streams.errors import GridshiftError
+from streams.tomlfiles import read_toml
 
 ERCOT_REPLAY = Path("replay") / "ercot_replay_15min_2024-06-01_2024-12-31.csv"
 CANONICAL = (
@@ -92,12 +92,7 @@ class GridHistory:
 
 def load_mapping(path: Path) -> Mapping:
     """Read a mapping file; unknown sections or canonical names are an error."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise GridshiftError(f"mapping file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise GridshiftError(f"mapping file {path} is not valid TOML: {exc}") from exc
+    raw = read_toml(path, "mapping")
     unknown = set(raw) - {"columns", "constants", "skip_when", "timezone"}
     if unknown:
         raise GridshiftError(f"mapping file {path}: unknown sections {sorted(unknown)}")

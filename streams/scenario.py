@@ -8,7 +8,6 @@ lacks them, and describes the fleet as explicit ``[[sites]]`` and/or ``[[site_gr
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
@@ -26,6 +25,7 @@ from streams.history import (
     read_history,
 )
 from streams.sites import Fleet, PoolConfig, SiteConfig
+from streams.tomlfiles import first_error, read_toml
 
 SHIPPED_MAPPINGS = {"ercot_replay": ercot_mapping_path}
 HASHPRICE_FILE = Path("bitcoin") / "btc_daily_price_difficulty_hashrate_2020-04_2024-12.csv"
@@ -107,26 +107,16 @@ class Scenario(_Strict):
         try:
             return Fleet(sites=tuple(SiteConfig.model_validate(s) for s in raw), pools=self.pools)
         except ValidationError as exc:
-            raise GridshiftError(f"scenario {self.name}: {_first(exc)}") from exc
-
-
-def _first(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            raise GridshiftError(f"scenario {self.name}: {first_error(exc)}") from exc
 
 
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario file (one clear line on any mistake)."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise GridshiftError(f"scenario file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise GridshiftError(f"scenario file {path} is not valid TOML: {exc}") from exc
+    raw = read_toml(path, "scenario")
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise GridshiftError(f"scenario file {path}: {_first(exc)}") from exc
+        raise GridshiftError(f"scenario file {path}: {first_error(exc)}") from exc
 
 
 def scenario_paths() -> dict[str, Path]:

@@ -6,7 +6,6 @@ Read from TOML (``[[sites]]`` tables) and validated strictly; translated into th
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Self
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from optimizer import BatterySpec, SiteSpec
 from schemas.base import Identifier
 from streams.errors import GridshiftError
+from streams.tomlfiles import first_error, read_toml
 
 
 class SiteConfig(BaseModel):
@@ -142,15 +142,8 @@ def example_sites_path() -> Path:
 def load_fleet(path: Path | None) -> Fleet:
     """Read and validate a fleet file; ``None`` means the shipped example fleet."""
     path = path or example_sites_path()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise GridshiftError(f"sites file not found: {path} (pass --sites FILE)") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise GridshiftError(f"sites file {path} is not valid TOML: {exc}") from exc
+    raw = read_toml(path, "sites", hint=" (pass --sites FILE)")
     try:
         return Fleet.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise GridshiftError(f"sites file {path}: {where}: {first['msg']}") from exc
+        raise GridshiftError(f"sites file {path}: {first_error(exc)}") from exc
