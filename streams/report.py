@@ -243,15 +243,18 @@ def _plot_stack(result: BacktestResult, out_dir: Path) -> Path:
 
 
 def _plot_margin(result: BacktestResult, out_dir: Path) -> Path:
+    """Cumulative margin gained over mining always on: GPU revenue dwarfs the differences, so
+    absolute curves would lie on top of each other."""
     fig, ax = plt.subplots(figsize=(10, 4.5))
+    baseline = np.cumsum(result.scores["always_on"].margin_by_interval)
     for name in ("oracle", "gridshift", "threshold", "always_on"):
         ax.plot(
             pd.DatetimeIndex(result.actuals.starts),
-            np.cumsum(result.scores[name].margin_by_interval) / 1e6,
+            (np.cumsum(result.scores[name].margin_by_interval) - baseline) / 1e3,
             label=LABELS[name],
         )
-    ax.set_ylabel("cumulative net margin, $M")
-    ax.set_title("Cumulative margin by strategy")
+    ax.set_ylabel("cumulative margin over mining always on, $k")
+    ax.set_title("Cumulative margin by strategy, relative to mining always on")
     ax.legend()
     fig.autofmt_xdate()
     return _save(fig, out_dir / "cumulative_margin.png")
