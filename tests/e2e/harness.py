@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from schemas import DispatchDecision, HashpriceEvent, PriceEvent
+from schemas import DispatchDecision, HashpriceEvent, PriceEvent, TelemetryEvent
 from streams.app import Worker
 from streams.settings import Settings, load_settings
 from streams.sites import Fleet
@@ -44,6 +44,20 @@ def hashprice(value: float = 0.048) -> HashpriceEvent:
     day = T0.replace(hour=0)
     return HashpriceEvent(
         interval_start=day, interval_end=day + timedelta(days=1), hashprice_usd_per_th_day=value
+    )
+
+
+def telemetry(site_id: str, k: int, *, t0: datetime = T0, **fields: Any) -> TelemetryEvent:
+    """Telemetry for interval k after t0 (defaults: 10 MW mining, 8 MW GPU, 25 MW ready)."""
+    values: dict[str, Any] = {
+        "mining_mw": 10.0,
+        "gpu_mw": 8.0,
+        "miners_online": 100,
+        "mining_available_mw": 25.0,
+        **fields,
+    }
+    return TelemetryEvent(
+        interval_start=t0 + k * Q, interval_end=t0 + (k + 1) * Q, site_id=site_id, **values
     )
 
 

@@ -12,11 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 
-from schemas import TelemetryEvent
 from streams.broker import EmbeddedBroker
 from streams.codec import encode
 from streams.keys import event_key
-from tests.e2e.harness import T0, Q, hashprice, price
+from tests.e2e.harness import hashprice, price, telemetry
 from tests.e2e.test_crash import start_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
@@ -29,18 +28,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def telemetry(site: str, k: int) -> TelemetryEvent:
-    return TelemetryEvent(
-        interval_start=T0 + k * Q,
-        interval_end=T0 + (k + 1) * Q,
-        site_id=site,
-        mining_mw=10.0,
-        gpu_mw=5.0,
-        miners_online=1000,
-        mining_available_mw=20.0 + k % 5,
-    )
 
 
 async def committed(
@@ -79,7 +66,10 @@ async def test_soak_memory_bounded_and_lag_returns_to_zero(
             while sent < target:
                 k += 1
                 site = "tx-south-mine" if k % 2 else "tx-south-ai"
-                await send("site.telemetry.v1", telemetry(site, k // 50))
+                await send(
+                    "site.telemetry.v1",
+                    telemetry(site, k // 50, gpu_mw=5.0, mining_available_mw=20.0 + k % 5),
+                )
                 if k % 50 == 0:
                     await send("grid.price.v1", price(k // 50, 20.0 + k % 300))
             if rss_start is None and elapsed > 10:

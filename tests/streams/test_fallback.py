@@ -8,27 +8,15 @@ from datetime import timedelta
 import pytest
 
 from optimizer import Horizon, SolverFailed
-from schemas import TelemetryEvent, Trigger
+from schemas import Trigger
 from streams.decide import Decider
 from streams.sites import Fleet
 from streams.state import FleetState
 from tests.conftest import mining_site
-from tests.e2e.harness import T0, Q, hashprice, price
+from tests.e2e.harness import T0, Q, hashprice, price, telemetry
 
 H4 = Horizon((15, 15, 15, 15))
 SITE = "site-a"
-
-
-def telemetry(k: int) -> TelemetryEvent:
-    return TelemetryEvent(
-        interval_start=T0 + k * Q,
-        interval_end=T0 + (k + 1) * Q,
-        site_id=SITE,
-        mining_mw=0.0,
-        gpu_mw=8.0,
-        miners_online=100,
-        mining_available_mw=25.0,
-    )
 
 
 def test_stale_price_feed_fails_safe_and_mining_returns_in_steps() -> None:
@@ -41,10 +29,12 @@ def test_stale_price_feed_fails_safe_and_mining_returns_in_steps() -> None:
     assert [d.fallback for d in first] == ["none"]
     assert first[0].mining_mw == pytest.approx(22.0)
 
-    state.apply(telemetry(2))  # telemetry keeps event time moving; prices have gone silent
+    state.apply(
+        telemetry(SITE, 2, mining_mw=0.0)
+    )  # telemetry keeps event time moving; prices have gone silent
     (plan,) = decider.decide(state, {SITE: "telemetry"})  # 30 min old: still a normal plan
     assert plan.fallback == "none"
-    state.apply(telemetry(3))
+    state.apply(telemetry(SITE, 3, mining_mw=0.0))
     (safe,) = decider.decide(state, {SITE: "telemetry"})
     assert safe.fallback == "fail_safe"
     assert safe.fallback_reason == "price feed for HB_SOUTH silent for 45 min"

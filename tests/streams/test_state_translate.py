@@ -21,6 +21,7 @@ from streams.sites import Fleet
 from streams.state import FleetState, UnknownSiteError
 from streams.translate import build_snapshot, decision_id, to_decision
 from tests.conftest import mining_site
+from tests.e2e.harness import telemetry
 
 T0 = datetime(2024, 8, 20, 12, tzinfo=UTC)
 Q = timedelta(minutes=15)
@@ -116,17 +117,7 @@ def test_telemetry_demand_and_signals_shape_the_snapshot(state: FleetState) -> N
     site = state.sites["site-a"]
     state.apply(hashprice())
     state.apply(price(0, 20.0))
-    state.apply(
-        TelemetryEvent(
-            interval_start=T0,
-            interval_end=T0 + Q,
-            site_id="site-a",
-            mining_mw=10.0,
-            gpu_mw=8.0,
-            miners_online=100,
-            mining_available_mw=12.5,
-        )
-    )
+    state.apply(telemetry("site-a", 0, t0=T0, mining_available_mw=12.5))
     state.apply(
         ComputeDemandEvent(
             interval_start=T0,
@@ -205,18 +196,7 @@ def test_coincident_peak_alert_prices_import_and_telemetry_feeds_the_ramp(
             incentive_usd_per_mwh=200.0,
         )
     )
-    state.apply(
-        TelemetryEvent(
-            interval_start=T0,
-            interval_end=T0 + Q,
-            site_id="site-a",
-            mining_mw=7.0,
-            gpu_mw=8.0,
-            miners_online=10,
-            mining_available_mw=25.0,
-            battery_soc_mwh=1.5,
-        )
-    )
+    state.apply(telemetry("site-a", 0, t0=T0, mining_mw=7.0, battery_soc_mwh=1.5))
     view = build_snapshot(state, site, H4)
     assert view is not None
     # $200/MWh expected over a 15-minute step is $50 per MW of import in that step.
