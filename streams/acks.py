@@ -28,6 +28,10 @@ class AckLedger:
         taken, self.pending = self.pending, []
         return taken
 
+    def restore(self, taken: list[tuple[Any, Any]]) -> None:
+        """Give back events whose round failed, ahead of those parked since."""
+        self.pending[:0] = taken
+
     async def release(self, taken: list[tuple[Any, Any]]) -> None:
         """Ack events whose decisions were delivered (their offsets may now be committed)."""
         for stream, event in taken:

@@ -16,6 +16,7 @@ import faust
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter, DispatchDecision
 from streams.acks import AckLedger
 from streams.codec import PydanticCodec, Rejection, dead_letter
+from streams.connectivity import BrokerWatch
 from streams.decide import Decider
 from streams.http import DecisionHub
 from streams.ingest import ingest
@@ -62,6 +63,7 @@ class Worker:
     metrics: Metrics
     hub: DecisionHub
     http_port: int | None = None
+    watch: BrokerWatch | None = None
 
 
 def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:

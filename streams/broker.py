@@ -59,6 +59,9 @@ def kafka_api_versions_ok(host: str, port: int, timeout_s: float = 1.0) -> bool:
 def _ensure_free(host: str, port: int) -> None:
     """Fail fast when the port is taken: another broker there would answer our readiness probe."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the broker's own listener: connections of a stopped broker left in TIME_WAIT
+        # must not block restarting it on the same port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

@@ -15,6 +15,7 @@ changed since their last decision. A site is never left without a decision:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -199,6 +200,11 @@ class Decider:
             )
             for site_id, (now, why) in sorted(rnd.stale.items())
         ]
+
+    def forget(self, site_ids: Iterable[str]) -> None:
+        """Let these sites be decided again on unchanged inputs (their round was not delivered)."""
+        for site_id in site_ids:
+            self.last_version.pop(site_id, None)
 
     def _remember(self, decision: DispatchDecision, rnd: Round) -> None:
         site_id = decision.site_id

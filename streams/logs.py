@@ -1,6 +1,7 @@
 """Structured logs for the shell: one ``key=value`` line per event (logfmt), UTC timestamps.
 
-faust, mode and aiokafka are chatty at INFO; they are held at WARNING unless DEBUG is asked for.
+faust, mode and aiokafka are chatty at INFO; they are held at WARNING unless DEBUG is asked for,
+and their repeated warnings (a reconnect loop logs tens a second) are folded, one line per 10 s.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+
+from streams.connectivity import RepeatFilter
 
 _NOISY = ("faust", "mode", "aiokafka", "kafka", "venusian")
 
@@ -31,6 +34,7 @@ def configure(level: str = "INFO") -> None:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    handler.addFilter(RepeatFilter(_NOISY))
     root.addHandler(handler)
     root.setLevel(level)
     for name in _NOISY:

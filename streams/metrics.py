@@ -1,11 +1,12 @@
 """Prometheus metrics of one worker (its own registry, so several workers can share a process
-in tests): inputs by topic, dead letters by reason, decisions out, fallbacks, solve time."""
+in tests): inputs by topic, dead letters by reason, decisions out, fallbacks, solve time,
+broker reachability and outages."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 @dataclass
@@ -30,6 +31,22 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
             registry=self.registry,
         )
+
+        self.broker_up = Gauge(
+            "gridshift_broker_up", "1 while the broker answers probes.", registry=self.registry
+        )
+        self.broker_up.set(1)
+        self.broker_outages = Counter(
+            "gridshift_broker_outages",
+            "Times the broker stopped answering.",
+            registry=self.registry,
+        )
+
+    def broker_reachable(self, up: bool) -> None:
+        """Record a change of broker reachability seen by the watch."""
+        self.broker_up.set(1 if up else 0)
+        if not up:
+            self.broker_outages.inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""

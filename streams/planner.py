@@ -4,6 +4,10 @@ is handed to ``publish``.
 
 Bursts coalesce: while a batch is solving, new triggers only mark sites dirty again. A site whose
 inputs did not change since its last decision is not re-decided (same input version).
+
+A round that fails (its decisions could not be delivered, say the broker was away longer than
+the producer waits) is not dropped: its sites are marked dirty again, its inputs go back to the
+ledger unacked, and the round is retried after a capped exponential back-off.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ class Planner:
         debounce_s: float,
         ledger: AckLedger | None = None,
         on_solve: Callable[[float], object] | None = None,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
     ) -> None:
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.rounds_failed = 0
         self.ledger = ledger
         self.on_solve = on_solve
         self.state = state
@@ -59,6 +68,7 @@ class Planner:
 
     async def run(self) -> None:
         """Solve dirty sites forever (until cancelled)."""
+        delay = self.retry_initial_s
         try:
             while True:
                 await self._wake.wait()
@@ -70,14 +80,32 @@ class Planner:
                 try:
                     await self._replan(batch)
                 except Exception:
-                    # Keep serving. The inputs stay unacked, so after a restart they are read
-                    # again and decided then (at-least-once), never silently dropped.
-                    log.exception("decision round failed; its inputs stay uncommitted")
+                    # Keep serving. The inputs stay unacked (a restart reads them again) and the
+                    # round is retried here; a decision delivered twice keeps its id.
+                    self.rounds_failed += 1
+                    log.exception(
+                        "decision round failed sites=%d; inputs stay uncommitted, retry in %.1fs",
+                        len(batch),
+                        delay,
+                    )
+                    self._requeue(batch, answered)
+                    await asyncio.sleep(delay)  # back-off before the retry, not synchronisation
+                    delay = min(delay * 2, self.retry_max_s)
                     continue
+                delay = self.retry_initial_s
                 if self.ledger:
                     await self.ledger.release(answered)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _requeue(self, batch: dict[str, Trigger], answered: list[tuple[object, object]]) -> None:
+        """Put a failed round back: its sites dirty (newer triggers win), its inputs unacked."""
+        self.decider.forget(batch)
+        for site_id, trigger in batch.items():
+            self._dirty.setdefault(site_id, trigger)
+        if self.ledger:
+            self.ledger.restore(answered)
+        self._wake.set()
 
     async def _replan(self, batch: dict[str, Trigger]) -> None:
         decider = self.decider

@@ -1,7 +1,9 @@
 """The Python SDK: an async publisher of input events and an async subscriber of decisions.
 
 Publisher: validates every event against its topic's model before sending, batches sends, and
-awaits broker acknowledgement (``flush``). Subscriber: yields typed decisions, optionally for a
+awaits broker acknowledgement (``flush``). At most ``max_in_flight`` events wait for
+acknowledgement: past that, ``publish`` waits (back-pressure, bounded memory while the broker is
+away) and reconnection is aiokafka's. Subscriber: yields typed decisions, optionally for a
 set of sites, and drops duplicate decision ids (at-least-once delivery upstream).
 """
 
@@ -14,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -66,6 +68,14 @@ def validate_event(topic: str, event: BaseModel | Mapping[str, Any]) -> BaseMode
         raise PublishError(f"invalid {topic} event: {where}: {first['msg']}") from exc
 
 
+class _Record(NamedTuple):
+    """An encoded event as sent, kept until the broker acknowledges it."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
 class Publisher:
     """Publishes validated input events. Use as ``async with Publisher(bootstrap) as pub``."""
 
@@ -76,14 +86,18 @@ class Publisher:
         topic_prefix: str = "",
         linger_ms: int = 2,
         max_in_flight: int = 10_000,
+        slow_ack_warning_s: float = 5.0,
+        resend_attempts: int = 3,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.topic_prefix = topic_prefix
+        self.slow_ack_warning_s = slow_ack_warning_s
+        self.resend_attempts = resend_attempts
         self.max_in_flight = max_in_flight
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **(client_options or {})
         )
-        self._pending: list[asyncio.Future[Any]] = []
+        self._pending: list[tuple[asyncio.Future[Any], _Record]] = []
         self.sent = 0
 
     async def __aenter__(self) -> Self:
@@ -105,12 +119,13 @@ class Publisher:
     async def publish(self, topic: str, event: BaseModel | Mapping[str, Any]) -> None:
         """Validate and queue one event; at most ``max_in_flight`` await acknowledgement."""
         model = validate_event(topic, event)
-        future = await self._producer.send(
-            self.topic_prefix + topic, value=encode(model), key=event_key(model)
-        )
-        self._pending.append(future)
+        await self._send(_Record(self.topic_prefix + topic, event_key(model), encode(model)))
         if len(self._pending) >= self.max_in_flight:
             await self.flush()
+
+    async def _send(self, record: _Record) -> None:
+        future = await self._producer.send(record.topic, value=record.value, key=record.key)
+        self._pending.append((future, record))
 
     async def publish_many(
         self, topic: str, events: Iterable[BaseModel | Mapping[str, Any]]
@@ -124,13 +139,51 @@ class Publisher:
         return count
 
     async def flush(self) -> None:
-        """Wait for every queued event to be acknowledged by the broker."""
+        """Wait for every queued event to be acknowledged by the broker.
+
+        While the broker is away this waits (aiokafka reconnects and resends) up to the client's
+        ``request_timeout_ms``; after ``slow_ack_warning_s`` it says so in the log, once. Events
+        the broker refused right after coming back are sent again, up to ``resend_attempts``
+        times (so they may land after later events: consumers fold by event time).
+        """
+        for attempt in range(self.resend_attempts + 1):
+            failed = await self._await_pending()
+            if not failed:
+                return
+            error = failed[0][1]
+            if attempt == self.resend_attempts:
+                raise PublishError(
+                    f"broker did not acknowledge {len(failed)} events: {error}"
+                ) from error
+            log.warning("broker refused %d events (%s); sending them again", len(failed), error)
+            for record, _ in failed:
+                await self._send(record)
+
+    async def _await_pending(self) -> list[tuple[_Record, KafkaError]]:
         pending, self._pending = self._pending, []
-        try:
-            await asyncio.gather(*pending)
-        except KafkaError as exc:
-            raise PublishError(f"broker did not acknowledge an event: {exc}") from exc
-        self.sent += len(pending)
+        if not pending:
+            return []
+        futures = [future for future, _ in pending]
+        _, waiting = await asyncio.wait(futures, timeout=self.slow_ack_warning_s)
+        if waiting:
+            log.warning(
+                "waiting for the broker to acknowledge %d of %d events for %.0fs; "
+                "is it reachable? (aiokafka keeps reconnecting)",
+                len(waiting),
+                len(pending),
+                self.slow_ack_warning_s,
+            )
+            await asyncio.wait(futures)
+            log.warning("broker answered the %d delayed events", len(waiting))
+        failed: list[tuple[_Record, KafkaError]] = []
+        for future, record in pending:
+            exc = future.exception()
+            if isinstance(exc, KafkaError):
+                failed.append((record, exc))
+            elif exc is not None:
+                raise exc
+        self.sent += len(pending) - len(failed)
+        return failed
 
 
 class DecisionSubscriber:

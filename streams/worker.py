@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from streams.app import Worker, build_worker
 from streams.broker import EmbeddedBroker
+from streams.connectivity import BrokerWatch, api_versions_probe
 from streams.http import build_api, serving
 from streams.recovery import rebuild_state
 from streams.sdk import Publisher
@@ -47,6 +48,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     await worker.app.start()
     stack = contextlib.AsyncExitStack()
     try:
+        worker.watch = await stack.enter_async_context(_watching(settings, worker, bootstrap))
         if settings.http_enabled:
             worker.http_port = await stack.enter_async_context(
                 _http(settings, fleet, worker, bootstrap)
@@ -67,6 +69,36 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
             worker.planner.decisions_published,
             worker.counters.dead_lettered,
         )
+
+
+def declared_topics(worker: Worker) -> dict[str, int]:
+    """Every topic the started faust app uses, with its partition count."""
+    default = worker.app.conf.topic_partitions
+    return {
+        name: topic.partitions or default for topic in worker.app.topics for name in topic.topics
+    }
+
+
+@contextlib.asynccontextmanager
+async def _watching(
+    settings: Settings, worker: Worker, bootstrap: str
+) -> AsyncIterator[BrokerWatch]:
+    """A :class:`BrokerWatch` task for as long as the worker runs."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    watch = BrokerWatch(
+        bootstrap,
+        api_versions_probe(host, int(port)),
+        declared_topics(worker),
+        client_options=aiokafka_options(settings),
+        on_change=worker.metrics.broker_reachable,
+    )
+    task = asyncio.create_task(watch.run(), name="gridshift.broker-watch")
+    try:
+        yield watch
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager

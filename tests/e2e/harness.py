@@ -61,6 +61,11 @@ def telemetry(site_id: str, k: int, *, t0: datetime = T0, **fields: Any) -> Tele
     )
 
 
+def decided_at(site_id: str, start: datetime) -> Callable[[DispatchDecision], bool]:
+    """Matches the decision for ``site_id`` and the interval starting at ``start``."""
+    return lambda d: d.site_id == site_id and d.interval_start == start
+
+
 class DecisionLog:
     """Collects decisions from an async iterator in the background; waits are bounded."""
 

@@ -11,17 +11,14 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
-from datetime import datetime
 
 import pytest
 
-from schemas import DispatchDecision
 from streams.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
 from streams.sites import load_fleet
 from tests.conftest import REPO
-from tests.e2e.harness import T0, DecisionLog, Q, hashprice, price
+from tests.e2e.harness import T0, DecisionLog, Q, decided_at, hashprice, price
 
 pytestmark = pytest.mark.e2e
 INTERVALS = 36
@@ -44,10 +41,6 @@ def start_worker(bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def decided_at(site_id: str, start: datetime) -> Callable[[DispatchDecision], bool]:
-    return lambda d: d.site_id == site_id and d.interval_start == start
 
 
 async def test_sigkill_three_times_loses_nothing(broker: EmbeddedBroker, topic_prefix: str) -> None:

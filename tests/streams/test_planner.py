@@ -12,6 +12,7 @@ import pytest
 
 from optimizer import Horizon
 from schemas import CarbonEvent, DispatchDecision
+from streams.acks import AckLedger
 from streams.decide import Decider
 from streams.planner import Planner
 from streams.sites import Fleet
@@ -97,3 +98,54 @@ async def test_fleet_carbon_budget_reaches_the_decision() -> None:
         # the floor, which outranks the budget, and the rest is budget excess.
         assert decision.gpu_mw == pytest.approx(5.0)
         assert decision.mining_mw == 0.0
+
+
+async def test_a_round_that_cannot_be_delivered_is_retried_not_dropped() -> None:
+    state = FleetState(Fleet(sites=(mining_site(),)))
+    out = Collector()
+    attempts = 0
+
+    async def flaky_publish(decision: DispatchDecision) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 2:  # the broker is away for the first two attempts
+            raise ConnectionError("broker unreachable")
+        await out.publish(decision)
+
+    ledger = AckLedger()
+    stream = AckRecorder()
+    planner = Planner(
+        state,
+        flaky_publish,
+        Decider(H4),
+        debounce_s=0.0,
+        ledger=ledger,
+        retry_initial_s=0.01,
+    )
+    async with running(planner):
+        ledger.park(stream, "price-0")
+        feed(state, planner, hashprice(), price(0, 20.0))
+        await out.wait_for(1)
+        await stream.wait_for(1)
+    assert planner.rounds_failed == 2
+    assert attempts == 3
+    assert out.decisions[0].interval_start == T0
+    assert stream.acked == ["price-0"]  # acked once, after the delivered retry
+
+
+class AckRecorder:
+    """Stands in for a faust stream: records what the ledger acks."""
+
+    def __init__(self) -> None:
+        self.acked: list[object] = []
+        self.changed = asyncio.Event()
+
+    async def ack(self, event: object) -> None:
+        self.acked.append(event)
+        self.changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(20):
+            while len(self.acked) < count:
+                self.changed.clear()
+                await self.changed.wait()
