@@ -1,7 +1,5 @@
-"""The gridshift faust app: topics declared once from the contract, thin ingest agents, and the
-re-planner task. Agents decode -> validate -> fold into state -> mark sites dirty; anything
-unusable goes to the dead-letter topic with its bytes and reason, and the agent carries on.
-"""
+"""The gridshift faust app: topics declared once from the contract, the ingest agents
+(``streams/agents.py``) and the re-planner task, built into one :class:`Worker`."""
 
 from __future__ import annotations
 
@@ -9,19 +7,17 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
 
-import faust
-
-from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, TOPICS_BY_NAME, DeadLetter, DispatchDecision
+from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, INPUT_TOPICS, DeadLetter, DispatchDecision
 from streams.acks import AckLedger
-from streams.codec import PydanticCodec, Rejection, dead_letter
+from streams.agents import Agents
+from streams.codec import PydanticCodec
 from streams.connectivity import BrokerWatch
 from streams.decide import Decider
 from streams.http import DecisionHub
-from streams.ingest import ingest
 from streams.metrics import Metrics
 from streams.planner import Planner
+from streams.routing import ROUTED_TOPIC
 from streams.security import faust_credentials
 from streams.settings import Settings
 from streams.sites import Fleet
@@ -38,6 +34,7 @@ class Counters:
     events_in: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
     applied: int = 0
+    routed: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_in(self, topic: str) -> None:
@@ -134,60 +131,30 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         on_solve=metrics.solve_seconds.observe,
     )
 
-    async def reject(topic: str, event: Any, rejection: Rejection) -> None:
-        metrics.dead_lettered.labels(rejection.reason).inc()
-        counters.dead_lettered[rejection.reason] = (
-            counters.dead_lettered.get(rejection.reason, 0) + 1
-        )
-        message = event.message
-        log.warning(
-            "dead-lettered topic=%s offset=%s reason=%s error=%s",
-            topic,
-            message.offset,
-            rejection.reason,
-            rejection.error,
-        )
-        record = dead_letter(
-            topic=topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=event.key,
-            value=event.value,
-            rejection=rejection,
-        )
-        delivery = await dead_letters.send(key=event.key, value=record)
-        await delivery  # delivered before the input's offset may be committed
-
-    for name in TOPICS_BY_NAME:
-        contract = TOPICS_BY_NAME[name]
-        if not contract.is_input:
-            continue
-        topic_name = settings.topic(name)
+    agents = Agents(
+        settings=settings,
+        state=state,
+        planner=planner,
+        ledger=ledger,
+        counters=counters,
+        metrics=metrics,
+        dead_letters=dead_letters,
+        routed=app.topic(
+            settings.topic(ROUTED_TOPIC),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+        ),
+    )
+    for name in INPUT_TOPICS:
         topic = app.topic(
-            topic_name,
+            settings.topic(name),
             key_serializer="raw",
             value_serializer="raw",
             partitions=settings.topic_partitions,
         )
-
-        async def agent(
-            stream: faust.StreamT[Any], *, _name: str = name, _topic: str = topic_name
-        ) -> None:
-            # Manual acks: an input is acked once what it caused is delivered to Kafka.
-            manual = cast("faust.Stream[Any]", stream).noack()
-            async for event in manual.events():
-                counters.count_in(_topic)
-                metrics.events_in.labels(_name).inc()
-                outcome = ingest(state, _name, event.value, settings.max_message_bytes)
-                if isinstance(outcome, Rejection):
-                    await reject(_topic, event, outcome)
-                    await manual.ack(event)
-                    continue
-                counters.applied += 1
-                ledger.park(manual, event)
-                planner.mark_dirty(outcome.sites, outcome.trigger)
-
-        app.agent(topic, name=f"gridshift.ingest.{name}")(agent)
+        app.agent(topic, name=f"gridshift.ingest.{name}")(agents.source(name))
+    app.agent(agents.routed, name="gridshift.ingest.routed")(agents.routed_inputs)
 
     async def replan() -> None:
         await planner.run()

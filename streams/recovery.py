@@ -1,6 +1,7 @@
 """Rebuilding a worker's state after a restart or crash, before it starts consuming.
 
-The state (curves, telemetry, signals) lives in memory. On start, every input topic is read from
+The state (curves, telemetry, signals) lives in memory. On start, every input topic (and the
+routed site-keyed copies of fleet-level inputs) is read from
 its beginning up to the offsets the consumer group has committed, and folded into the state
 without deciding anything; the faust consumer then resumes at those offsets, so what was not yet
 committed is read again and decided (at-least-once). Retention on Apache Kafka bounds how far
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import INPUT_TOPICS
 from streams.ingest import ingest
+from streams.routing import ROUTED_TOPIC, RoutingError, unframe
 from streams.settings import Settings
 from streams.state import Applied, FleetState
 
@@ -31,7 +33,7 @@ async def rebuild_state(
     timeout_s: float = 120.0,
 ) -> int:
     """Fold every committed input into ``state``; return how many were applied."""
-    names = {settings.topic(name): name for name in INPUT_TOPICS}
+    names = {settings.topic(name): name for name in (*INPUT_TOPICS, ROUTED_TOPIC)}
     probe = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=settings.app_id,
@@ -77,7 +79,13 @@ async def _replay(
             for message in messages:
                 if message.offset >= targets[tp]:
                     break
-                outcome = ingest(state, names[tp.topic], message.value, settings.max_message_bytes)
+                name, raw = names[tp.topic], message.value
+                if name == ROUTED_TOPIC:
+                    try:
+                        name, raw = unframe(raw)
+                    except RoutingError:
+                        continue  # dead-lettered when it was first read
+                outcome = ingest(state, name, raw, settings.max_message_bytes)
                 applied += isinstance(outcome, Applied)
         for tp in list(remaining):
             if await probe.position(tp) >= targets[tp]:

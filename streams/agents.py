@@ -1,0 +1,135 @@
+"""The ingest agents: decode -> validate -> fold into state -> mark sites dirty, with manual
+acks. Site-keyed inputs are decided where they are read; fleet-level inputs (prices, carbon,
+signals, hashprice) are routed to each site's partition first (``streams/routing.py``), so each
+worker decides only the sites of its partitions. Anything unusable goes to the dead-letter topic
+with its bytes and reason, and the agent carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import faust
+
+from streams.acks import AckLedger
+from streams.codec import Rejection, dead_letter
+from streams.ingest import ingest
+from streams.metrics import Metrics
+from streams.planner import Planner
+from streams.routing import SITE_KEYED, RoutingError, frame, unframe
+from streams.settings import Settings
+from streams.state import FleetState
+
+if TYPE_CHECKING:
+    from streams.app import Counters
+
+log = logging.getLogger(__name__)
+
+Agent = Callable[[faust.StreamT[Any]], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class Agents:
+    """Agent bodies sharing the worker's state, planner, ledger and counters."""
+
+    settings: Settings
+    state: FleetState
+    planner: Planner
+    ledger: AckLedger
+    counters: Counters
+    metrics: Metrics
+    dead_letters: faust.TopicT
+    routed: faust.TopicT
+    _forwarding: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def source(self, name: str) -> Agent:
+        """The agent of contract input topic ``name``."""
+        topic_name = self.settings.topic(name)
+
+        async def agent(stream: faust.StreamT[Any]) -> None:
+            # Manual acks: an input is acked once what it caused is delivered to Kafka.
+            manual = cast("faust.Stream[Any]", stream).noack()
+            async for event in manual.events():
+                self.counters.count_in(topic_name)
+                self.metrics.events_in.labels(name).inc()
+                outcome = ingest(self.state, name, event.value, self.settings.max_message_bytes)
+                if isinstance(outcome, Rejection):
+                    await self.reject(topic_name, event, outcome)
+                    await manual.ack(event)
+                    continue
+                self.counters.applied += 1
+                if name in SITE_KEYED:
+                    self.ledger.park(manual, event)
+                    self.planner.mark_dirty(outcome.sites, outcome.trigger)
+                elif outcome.sites:
+                    await self._route(name, event, manual, outcome.sites)
+                else:
+                    await manual.ack(event)  # concerns no site of this fleet
+
+        return agent
+
+    async def routed_inputs(self, stream: faust.StreamT[Any]) -> None:
+        """Routed inputs for the sites of this worker's partitions."""
+        manual = cast("faust.Stream[Any]", stream).noack()
+        async for event in manual.events():
+            site_id = (event.key or b"").decode(errors="replace")
+            try:
+                name, raw = unframe(event.value)
+            except RoutingError as exc:
+                topic = self.routed.get_topic_name()
+                await self.reject(topic, event, Rejection("schema_violation", str(exc)))
+                await manual.ack(event)
+                continue
+            outcome = ingest(self.state, name, raw, self.settings.max_message_bytes)
+            if isinstance(outcome, Rejection) or site_id not in outcome.sites:
+                await manual.ack(event)  # validated when it was routed; nothing to decide here
+                continue
+            self.ledger.park(manual, event)
+            self.planner.mark_dirty(frozenset({site_id}), outcome.trigger)
+
+    async def _route(
+        self, name: str, event: Any, manual: faust.StreamT[Any], sites: frozenset[str]
+    ) -> None:
+        """Forward a fleet-level input to each site it concerns, keyed by site; the input is
+        acked once every copy is delivered (in the background, so the agent keeps reading)."""
+        value = frame(name, event.value)
+        deliveries = [await self.routed.send(key=s.encode(), value=value) for s in sorted(sites)]
+        self.counters.routed += len(deliveries)
+        task = asyncio.create_task(_ack_when_delivered(deliveries, manual, event))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarding.discard)
+
+    async def reject(self, topic: str, event: Any, rejection: Rejection) -> None:
+        """Dead-letter ``event`` with its reason; delivered before its offset may commit."""
+        self.metrics.dead_lettered.labels(rejection.reason).inc()
+        dead = self.counters.dead_lettered
+        dead[rejection.reason] = dead.get(rejection.reason, 0) + 1
+        message = event.message
+        log.warning(
+            "dead-lettered topic=%s offset=%s reason=%s error=%s",
+            topic,
+            message.offset,
+            rejection.reason,
+            rejection.error,
+        )
+        record = dead_letter(
+            topic=topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=event.key,
+            value=event.value,
+            rejection=rejection,
+        )
+        delivery = await self.dead_letters.send(key=event.key, value=record)
+        await delivery
+
+
+async def _ack_when_delivered(
+    deliveries: list[Any], manual: faust.StreamT[Any], event: Any
+) -> None:
+    await asyncio.gather(*deliveries)
+    await manual.ack(event)

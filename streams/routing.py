@@ -1,0 +1,58 @@
+"""Site-keyed repartitioning, so several workers can share a fleet.
+
+A worker decides the sites whose partition it owns. Telemetry and compute demand are keyed by
+site already; prices (by node), carbon (by region), grid signals and hashprice are not. The
+ingest agent that reads such an event forwards it to every site it concerns as a *routed*
+record on an internal topic keyed by site id (Kafka Streams' repartition topic). All topics have
+the same partition count and the same (murmur2) partitioner, so faust's co-partitioned
+assignment hands a site's telemetry and its routed records to the same worker.
+
+A routed record's value is the source topic's contract name, a NUL byte, then the original bytes
+unchanged (no re-encoding on the hot path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from schemas import TOPICS_BY_NAME
+
+ROUTED_TOPIC = "internal.site-inputs.v1"
+SITE_KEYED = frozenset({"site.telemetry.v1", "compute.demand.v1"})
+_SEP = b"\x00"
+_partitioner = DefaultPartitioner()
+
+
+class RoutingError(ValueError):
+    """A routed record that does not name a contract topic."""
+
+
+def frame(topic: str, raw: bytes) -> bytes:
+    """The routed record value for ``raw`` read from contract topic ``topic``."""
+    return topic.encode() + _SEP + raw
+
+
+def unframe(value: bytes | None) -> tuple[str, bytes]:
+    """``(contract topic, original bytes)`` of a routed record value."""
+    name, sep, raw = (value or b"").partition(_SEP)
+    topic = name.decode(errors="replace")
+    if not sep or topic not in TOPICS_BY_NAME:
+        raise RoutingError(f"routed record without a known source topic: {topic[:60]!r}")
+    return topic, raw
+
+
+def partition_of(site_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a record keyed ``site_id``."""
+    every = list(range(partitions))
+    partition: int = _partitioner(site_id.encode(), every, every)
+    return partition
+
+
+def owned_sites(
+    site_ids: Iterable[str], partitions: int, assigned: Iterable[int]
+) -> frozenset[str]:
+    """The sites whose records land on the ``assigned`` partitions."""
+    mine = set(assigned)
+    return frozenset(s for s in site_ids if partition_of(s, partitions) in mine)
