@@ -16,9 +16,11 @@ from streams.connectivity import BrokerWatch
 from streams.decide import Decider
 from streams.http import DecisionHub
 from streams.metrics import Metrics
+from streams.ownership import Ownership
 from streams.planner import Planner
+from streams.recovery import rebuild_state
 from streams.routing import ROUTED_TOPIC
-from streams.security import faust_credentials
+from streams.security import aiokafka_options, faust_credentials
 from streams.settings import Settings
 from streams.sites import Fleet
 from streams.state import FleetState
@@ -59,6 +61,7 @@ class Worker:
     counters: Counters
     metrics: Metrics
     hub: DecisionHub
+    ownership: Ownership
     http_port: int | None = None
     watch: BrokerWatch | None = None
 
@@ -156,11 +159,28 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         app.agent(topic, name=f"gridshift.ingest.{name}")(agents.source(name))
     app.agent(agents.routed, name="gridshift.ingest.routed")(agents.routed_inputs)
 
+    ownership = Ownership(
+        site_ids=tuple(site.site_id for site in fleet.sites),
+        partitions=settings.topic_partitions,
+        routed_topic=agents.routed.get_topic_name(),
+        planner=planner,
+        catch_up=lambda gained: rebuild_state(
+            settings, bootstrap, state, aiokafka_options(settings), only_partitions=gained
+        ),
+    )
+    app.on_partitions_assigned.connect(ownership.on_assigned)
+
     async def replan() -> None:
         await planner.run()
 
     app.task(replan)
 
     return Worker(
-        app=app, state=state, planner=planner, counters=counters, metrics=metrics, hub=hub
+        app=app,
+        state=state,
+        planner=planner,
+        counters=counters,
+        metrics=metrics,
+        hub=hub,
+        ownership=ownership,
     )

@@ -13,7 +13,7 @@ import errno
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -62,6 +62,7 @@ def build_api(
     publisher: Publisher,
     token: str | None,
     broker: tuple[str, int],
+    owned_sites: Callable[[], Iterable[str]] = lambda: (),
 ) -> web.Application:
     """The aiohttp application; ``publisher`` sends validated writes to the input topics."""
     routes = web.RouteTableDef()
@@ -135,6 +136,9 @@ def build_api(
             "broker_reachable": reachable,
             "last_decision_age_s": age,
             "sites": len(fleet.sites),
+            # Scale-out: the sites this worker decides (its partitions) and has decided.
+            "sites_owned": sorted(owned_sites()),
+            "sites_decided": sorted(hub.latest),
         }
         return web.json_response(body, status=200 if reachable else 503)
 

@@ -55,12 +55,21 @@ class Planner:
         self.decisions_published = 0
         self.solver_failures = 0
         self._dirty: dict[str, Trigger] = {}
+        # The sites this worker decides (its partitions); None until the group assigns them.
+        self.owned: frozenset[str] | None = None
         self._wake = asyncio.Event()
         # One solver thread: cvxpy problems are not shared across threads, and the event loop
         # must never block on a solve.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridshift-solver")
 
+    def own(self, site_ids: frozenset[str]) -> None:
+        """Decide only these sites from now on (a rebalance moved partitions)."""
+        self.owned = site_ids
+        self._dirty = {s: t for s, t in self._dirty.items() if s in site_ids}
+
     def mark_dirty(self, site_ids: frozenset[str], trigger: Trigger) -> None:
+        if self.owned is not None:
+            site_ids = site_ids & self.owned
         for site_id in site_ids:
             self._dirty[site_id] = trigger  # the latest input is what the decision answers
         if site_ids:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import INPUT_TOPICS
 from streams.ingest import ingest
-from streams.routing import ROUTED_TOPIC, RoutingError, unframe
+from streams.routing import ROUTED_TOPIC, SITE_KEYED, RoutingError, unframe
 from streams.settings import Settings
 from streams.state import Applied, FleetState
 
@@ -30,10 +30,17 @@ async def rebuild_state(
     bootstrap: str,
     state: FleetState,
     client_options: dict[str, Any],
+    *,
     timeout_s: float = 120.0,
+    only_partitions: frozenset[int] | None = None,
 ) -> int:
-    """Fold every committed input into ``state``; return how many were applied."""
-    names = {settings.topic(name): name for name in (*INPUT_TOPICS, ROUTED_TOPIC)}
+    """Fold every committed input into ``state``; return how many were applied.
+
+    With ``only_partitions``, only those partitions of the site-keyed topics (telemetry, compute
+    demand, routed inputs) are read: catching up sites handed over by a rebalance.
+    """
+    contract = (*SITE_KEYED, ROUTED_TOPIC) if only_partitions is not None else INPUT_TOPICS
+    names = {settings.topic(name): name for name in (*contract, ROUTED_TOPIC)}
     probe = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=settings.app_id,
@@ -49,6 +56,7 @@ async def rebuild_state(
             for topic in names
             if topic in existing
             for p in sorted(probe.partitions_for_topic(topic) or ())
+            if only_partitions is None or p in only_partitions
         ]
         targets = {}
         for tp in partitions:

@@ -117,6 +117,7 @@ async def _http(
             publisher=publisher,
             token=settings.http_token.get_secret_value() if settings.http_token else None,
             broker=(host, int(port)),
+            owned_sites=lambda: worker.ownership.sites,
         )
         async with serving(api, settings.http_host, settings.http_port) as bound:
             yield bound

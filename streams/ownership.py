@@ -1,0 +1,58 @@
+"""Which sites this worker decides, following the consumer group's partition assignment.
+
+faust assigns partitions co-partitioned across topics, so the partitions of the routed topic a
+worker holds say which sites are its own. On every assignment the planner is told; partitions
+gained after the first assignment (another worker left) are first caught up from the committed
+history of their site-keyed inputs, so the sites arrive with their telemetry, not empty.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.planner import Planner
+from streams.routing import owned_sites
+
+log = logging.getLogger(__name__)
+
+CatchUp = Callable[[frozenset[int]], Awaitable[int]]
+
+
+@dataclass
+class Ownership:
+    """Reacts to faust's ``on_partitions_assigned`` signal."""
+
+    site_ids: tuple[str, ...]
+    partitions: int
+    routed_topic: str
+    planner: Planner
+    catch_up: CatchUp | None = None
+    held: frozenset[int] | None = None
+    assignments: int = 0
+    history: list[frozenset[str]] = field(default_factory=list)
+
+    @property
+    def sites(self) -> frozenset[str]:
+        return self.planner.owned if self.planner.owned is not None else frozenset()
+
+    async def on_assigned(self, sender: Any, /, *args: Any, **_: Any) -> None:
+        assigned: Iterable[Any] = args[0] if args else ()
+        held = frozenset(tp.partition for tp in assigned if tp.topic == self.routed_topic)
+        gained = held - (self.held or frozenset()) if self.held is not None else frozenset()
+        self.held = held
+        if gained and self.catch_up is not None:
+            caught = await self.catch_up(gained)
+            log.info("caught up gained partitions=%s events=%d", sorted(gained), caught)
+        sites = owned_sites(self.site_ids, self.partitions, held)
+        self.planner.own(sites)
+        self.assignments += 1
+        self.history.append(sites)
+        log.info(
+            "partitions assigned routed=%s sites_owned=%d of %d",
+            sorted(held),
+            len(sites),
+            len(self.site_ids),
+        )

@@ -1,0 +1,136 @@
+"""Scale-out: two worker processes in one consumer group share an eight-site fleet. Every site
+gets decisions, no site is owned or decided by both, and stopping one worker hands its sites to
+the other, which catches them up and decides them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.routing import partition_of
+from streams.sdk import DecisionSubscriber, Publisher
+from tests.conftest import REPO
+from tests.e2e.harness import T0, DecisionLog, Q, decided_at, hashprice, price, telemetry
+
+pytestmark = pytest.mark.e2e
+SITES = [f"site-{i:02d}" for i in range(8)]
+SITE_TOML = """
+[[sites]]
+site_id = "{site_id}"
+price_node = "HB_SOUTH"
+carbon_region = "ERCOT"
+interconnect_mw = 30.0
+pue = 1.0
+mining_capacity_mw = 25.0
+miner_efficiency_j_per_th = 20.0
+gpu_capacity_mw = 8.0
+gpu_floor_mw = 5.0
+gpu_value_usd_per_mwh = 1600.0
+"""
+
+
+def start_worker(
+    bootstrap: str, prefix: str, sites_file: Path, port: int
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    env.update(
+        GRIDSHIFT_KAFKA_BOOTSTRAP=bootstrap,
+        GRIDSHIFT_TOPIC_PREFIX=prefix,
+        GRIDSHIFT_APP_ID=f"{prefix}scale",
+        GRIDSHIFT_SITES_FILE=str(sites_file),
+        GRIDSHIFT_HTTP_ENABLED="true",
+        GRIDSHIFT_HTTP_PORT=str(port),
+        GRIDSHIFT_LOG_LEVEL="WARNING",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def health(session: aiohttp.ClientSession, port: int) -> dict[str, Any] | None:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/health") as response:
+            body: dict[str, Any] = await response.json()
+            return body
+    except aiohttp.ClientError:
+        return None
+
+
+async def wait_owned(
+    session: aiohttp.ClientSession, ports: list[int], timeout_s: float = 60.0
+) -> list[set[str]]:
+    """Wait until the workers on ``ports`` own disjoint site sets covering the fleet."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            bodies = [await health(session, port) for port in ports]
+            owned = [set(b["sites_owned"]) if b else set() for b in bodies]
+            if all(owned) and set().union(*owned) == set(SITES) and sum(map(len, owned)) == 8:
+                return owned
+            await asyncio.sleep(0.2)  # polling another process's HTTP state, bounded above
+
+
+async def test_two_workers_share_the_fleet_and_hand_over(
+    broker: EmbeddedBroker, topic_prefix: str, tmp_path: Path
+) -> None:
+    assert {partition_of(s, 4) for s in SITES} == {0, 1, 2, 3}  # both workers will own sites
+    sites_file = tmp_path / "fleet.toml"
+    sites_file.write_text("".join(SITE_TOML.format(site_id=s) for s in SITES))
+    ports = [free_port(), free_port()]
+    workers = [start_worker(broker.bootstrap, topic_prefix, sites_file, p) for p in ports]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            Publisher(broker.bootstrap, topic_prefix=topic_prefix) as publisher,
+            DecisionSubscriber(
+                broker.bootstrap, topic_prefix=topic_prefix, from_beginning=True
+            ) as subscriber,
+        ):
+            log = DecisionLog(aiter(subscriber))
+            owned = await wait_owned(session, ports)
+            assert not owned[0] & owned[1]
+
+            await publisher.publish("market.hashprice.v1", hashprice())
+            for site in SITES:
+                await publisher.publish(
+                    "site.telemetry.v1", telemetry(site, 0, mining_available_mw=12.0)
+                )
+            await publisher.publish("grid.price.v1", price(0, 25.0))
+            await publisher.flush()
+            for site in SITES:
+                first = await log.wait_for(decided_at(site, T0), timeout_s=60)
+                assert first.mining_mw == pytest.approx(12.0)  # all that is ready to run
+            decided = [set((await health(session, p) or {})["sites_decided"]) for p in ports]
+            assert decided == owned  # each site decided by its owner only
+
+            workers[1].send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(workers[1].wait, 60) == 0
+            [survivor] = await wait_owned(session, ports[:1])
+            assert survivor == set(SITES)
+
+            await publisher.publish("grid.price.v1", price(1, 26.0))
+            await publisher.flush()
+            for site in SITES:
+                after = await log.wait_for(decided_at(site, T0 + Q), timeout_s=60)
+                # Handed-over sites were caught up: their telemetry (12 MW ready) is known.
+                assert after.mining_mw == pytest.approx(12.0)
+            body = await health(session, ports[0])
+            assert body is not None and set(body["sites_decided"]) == set(SITES)
+            await log.close()
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(worker.wait, 60)
