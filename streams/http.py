@@ -1,5 +1,6 @@
 """The worker's HTTP API (aiohttp): ingest for agents that cannot speak Kafka, the latest plan
-per site, a server-sent-event stream of decisions, health and Prometheus metrics.
+per site, a server-sent-event stream of decisions, the live dashboard page (``web/``), health
+and Prometheus metrics.
 
 Writes need ``Authorization: Bearer <GRIDSHIFT_HTTP_TOKEN>``; without a configured token they
 are refused. Only these routes are served; faust's own web server stays off.
@@ -13,6 +14,7 @@ import errno
 import hmac
 import json
 import time
+from importlib import resources
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -66,6 +68,7 @@ def build_api(
 ) -> web.Application:
     """The aiohttp application; ``publisher`` sends validated writes to the input topics."""
     routes = web.RouteTableDef()
+    page = resources.files("streams").joinpath("web/dashboard.html").read_text(encoding="utf-8")
 
     def authorised(request: web.Request) -> None:
         if token is None:
@@ -126,6 +129,10 @@ def build_api(
             while True:
                 decision = await queue.get()
                 await response.write(_sse(decision))
+
+    @routes.get("/")
+    async def dashboard(_: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     @routes.get("/health")
     async def health(_: web.Request) -> web.Response:
