@@ -14,8 +14,8 @@ import errno
 import hmac
 import json
 import time
-from importlib import resources
 from collections.abc import AsyncIterator, Callable, Iterable
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
