@@ -275,6 +275,7 @@ async def latency(
 ) -> dict[str, float]:
     prefix = f"b{uuid.uuid4().hex[:8]}."
     sites = [f"site-{i:03d}" for i in range(40)]
+    hb_south = {s.encode() for i, s in enumerate(sites) if HUBS[i % len(HUBS)] == "HB_SOUTH"}
     port = free_port()
     warm: list[tuple[str, Any]] = [("market.hashprice.v1", hashprice(hp))]
     warm += [("grid.price.v1", price(node, 0, prices[0])) for node in HUBS]
@@ -312,7 +313,7 @@ async def latency(
                 first_seen: dict[tuple[bytes, datetime], float] = {}
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(10):
-                        while sum(1 for _, start in first_seen if start == last) < 10:
+                        while sum(1 for _, start in first_seen if start == last) < len(hb_south):
                             when, message = await arrived.get()
                             first_seen.setdefault((message.key, interval_of(message)), when)
                 while not arrived.empty():
@@ -321,12 +322,11 @@ async def latency(
                 # Each site's first decision for a price's interval answers that price.
                 samples = [
                     when - sent_at[start]
-                    for (_, start), when in first_seen.items()
-                    if start in sent_at
+                    for (key, start), when in first_seen.items()
+                    if start in sent_at and key in hb_south
                 ]
         finally:
             await producer.stop()
-    hb_south = [s for i, s in enumerate(sites) if HUBS[i % len(HUBS)] == "HB_SOUTH"]
     samples.sort()
     return {
         "latency_offered_events_per_s": rate,
