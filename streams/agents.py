@@ -58,7 +58,7 @@ class Agents:
                 self.metrics.events_in.labels(name).inc()
                 outcome = ingest(self.state, name, event.value, self.settings.max_message_bytes)
                 if isinstance(outcome, Rejection):
-                    await self.reject(topic_name, event, outcome)
+                    await self.reject(topic_name, event.message, outcome)
                     await manual.ack(event)
                     continue
                 self.counters.applied += 1
@@ -81,7 +81,7 @@ class Agents:
                 name, raw = unframe(event.value)
             except RoutingError as exc:
                 topic = self.routed.get_topic_name()
-                await self.reject(topic, event, Rejection("schema_violation", str(exc)))
+                await self.reject(topic, event.message, Rejection("schema_violation", str(exc)))
                 await manual.ack(event)
                 continue
             outcome = ingest(self.state, name, raw, self.settings.max_message_bytes)
@@ -103,12 +103,12 @@ class Agents:
         self._forwarding.add(task)
         task.add_done_callback(self._forwarding.discard)
 
-    async def reject(self, topic: str, event: Any, rejection: Rejection) -> None:
-        """Dead-letter ``event`` with its reason; delivered before its offset may commit."""
+    async def reject(self, topic: str, message: Any, rejection: Rejection) -> None:
+        """Dead-letter ``message`` (a faust or aiokafka record: partition, offset, key, value)
+        with its reason; delivered before its offset may commit."""
         self.metrics.dead_lettered.labels(rejection.reason).inc()
         dead = self.counters.dead_lettered
         dead[rejection.reason] = dead.get(rejection.reason, 0) + 1
-        message = event.message
         log.warning(
             "dead-lettered topic=%s offset=%s reason=%s error=%s",
             topic,
@@ -120,11 +120,11 @@ class Agents:
             topic=topic,
             partition=message.partition,
             offset=message.offset,
-            key=event.key,
-            value=event.value,
+            key=message.key,
+            value=message.value,
             rejection=rejection,
         )
-        delivery = await self.dead_letters.send(key=event.key, value=record)
+        delivery = await self.dead_letters.send(key=message.key, value=record)
         await delivery
 
 

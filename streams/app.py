@@ -15,6 +15,7 @@ from streams.codec import PydanticCodec
 from streams.connectivity import BrokerWatch
 from streams.decide import Decider
 from streams.http import DecisionHub
+from streams.lane import TELEMETRY, TelemetryLane, lane_group
 from streams.metrics import Metrics
 from streams.ownership import Ownership
 from streams.planner import Planner
@@ -39,8 +40,8 @@ class Counters:
     routed: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def count_in(self, topic: str) -> None:
-        self.events_in[topic] = self.events_in.get(topic, 0) + 1
+    def count_in(self, topic: str, n: int = 1) -> None:
+        self.events_in[topic] = self.events_in.get(topic, 0) + n
         self.changed.set()
 
     async def wait_consumed(self, total: int, timeout_s: float) -> None:
@@ -62,6 +63,7 @@ class Worker:
     metrics: Metrics
     hub: DecisionHub
     ownership: Ownership
+    lane: TelemetryLane
     http_port: int | None = None
     watch: BrokerWatch | None = None
 
@@ -149,7 +151,29 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
             partitions=settings.topic_partitions,
         ),
     )
+    telemetry_topic = settings.topic(TELEMETRY)
+
+    def count_telemetry(consumed: int, applied: int) -> None:
+        counters.applied += applied
+        counters.count_in(telemetry_topic, consumed)
+        metrics.events_in.labels(TELEMETRY).inc(consumed)
+
+    lane = TelemetryLane(
+        topic=telemetry_topic,
+        bootstrap=bootstrap,
+        group=lane_group(settings.app_id),
+        state=state,
+        planner=planner,
+        ledger=ledger,
+        reject=agents.reject,
+        count=count_telemetry,
+        max_bytes=settings.max_message_bytes,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        client_options=aiokafka_options(settings),
+    )
     for name in INPUT_TOPICS:
+        if name == TELEMETRY:
+            continue  # the batched lane reads telemetry (streams/lane.py)
         topic = app.topic(
             settings.topic(name),
             key_serializer="raw",
@@ -167,6 +191,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         catch_up=lambda gained: rebuild_state(
             settings, bootstrap, state, aiokafka_options(settings), only_partitions=gained
         ),
+        follow=lane.assign,
     )
     app.on_partitions_assigned.connect(ownership.on_assigned)
 
@@ -183,4 +208,5 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         metrics=metrics,
         hub=hub,
         ownership=ownership,
+        lane=lane,
     )

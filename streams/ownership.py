@@ -19,6 +19,7 @@ from streams.routing import owned_sites
 log = logging.getLogger(__name__)
 
 CatchUp = Callable[[frozenset[int]], Awaitable[int]]
+Follow = Callable[[frozenset[int]], Awaitable[None]]
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Ownership:
     routed_topic: str
     planner: Planner
     catch_up: CatchUp | None = None
+    follow: Follow | None = None  # told the held partition numbers (the telemetry lane)
     held: frozenset[int] | None = None
     assignments: int = 0
     history: list[frozenset[str]] = field(default_factory=list)
@@ -46,6 +48,8 @@ class Ownership:
         if gained and self.catch_up is not None:
             caught = await self.catch_up(gained)
             log.info("caught up gained partitions=%s events=%d", sorted(gained), caught)
+        if self.follow is not None:
+            await self.follow(held)
         sites = owned_sites(self.site_ids, self.partitions, held)
         self.planner.own(sites)
         self.assignments += 1

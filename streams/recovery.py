@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import INPUT_TOPICS
 from streams.ingest import ingest
+from streams.lane import TELEMETRY, lane_group
 from streams.routing import ROUTED_TOPIC, SITE_KEYED, RoutingError, unframe
 from streams.settings import Settings
 from streams.state import Applied, FleetState
@@ -58,11 +59,22 @@ async def rebuild_state(
             for p in sorted(probe.partitions_for_topic(topic) or ())
             if only_partitions is None or p in only_partitions
         ]
-        targets = {}
-        for tp in partitions:
-            offset = await probe.committed(tp)
-            if offset:
-                targets[tp] = offset
+        telemetry = settings.topic(TELEMETRY)
+        targets = await _committed(probe, [tp for tp in partitions if tp.topic != telemetry])
+        # The telemetry lane keeps its offsets under its own group (streams/lane.py).
+        lane = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=lane_group(settings.app_id),
+            enable_auto_commit=False,
+            **client_options,
+        )
+        await lane.start()
+        try:
+            targets.update(
+                await _committed(lane, [tp for tp in partitions if tp.topic == telemetry])
+            )
+        finally:
+            await lane.stop()
         if not targets:
             return 0
         probe.assign(list(targets))
@@ -70,6 +82,18 @@ async def rebuild_state(
         return await asyncio.wait_for(_replay(probe, targets, names, state, settings), timeout_s)
     finally:
         await probe.stop()
+
+
+async def _committed(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The partitions with a committed offset past 0, and that offset."""
+    found = {}
+    for tp in partitions:
+        offset = await consumer.committed(tp)
+        if offset:
+            found[tp] = offset
+    return found
 
 
 async def _replay(

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 
 from streams.app import Worker, build_worker
 from streams.broker import EmbeddedBroker
-from streams.connectivity import BrokerWatch, api_versions_probe
+from streams.connectivity import BrokerWatch, api_versions_probe, create_missing_topics
 from streams.http import build_api, serving
+from streams.lane import running_lane
 from streams.recovery import rebuild_state
 from streams.sdk import Publisher
 from streams.security import aiokafka_options
@@ -45,9 +46,21 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     rebuilt = await rebuild_state(settings, bootstrap, worker.state, aiokafka_options(settings))
     if rebuilt:
         log.info("state rebuilt from committed inputs events=%d", rebuilt)
-    await worker.app.start()
+    # faust does not read telemetry (the lane does), so it would not create that topic.
+    await create_missing_topics(
+        bootstrap,
+        {worker.lane.topic: settings.topic_partitions},
+        aiokafka_options(settings),
+    )
+    await worker.lane.start()
+    try:
+        await worker.app.start()
+    except BaseException:
+        await worker.lane.stop()
+        raise
     stack = contextlib.AsyncExitStack()
     try:
+        await stack.enter_async_context(running_lane(worker.lane))
         worker.watch = await stack.enter_async_context(_watching(settings, worker, bootstrap))
         if settings.http_enabled:
             worker.http_port = await stack.enter_async_context(
@@ -64,6 +77,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     finally:
         await stack.aclose()
         await worker.app.stop()
+        await worker.lane.stop()
         log.info(
             "worker stopped decisions=%d dead_lettered=%s",
             worker.planner.decisions_published,

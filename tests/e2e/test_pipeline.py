@@ -128,7 +128,9 @@ async def test_an_independent_client_drives_the_worker(
     try:
         deadline = asyncio.get_running_loop().time() + WAIT_S
         decision = None
-        while decision is None and asyncio.get_running_loop().time() < deadline:
+        # Topics carry no order between them: the price may be decided before the telemetry is
+        # read; the decision that has seen both comes next.
+        while asyncio.get_running_loop().time() < deadline:
             message = await asyncio.to_thread(consumer.poll, 0.5)
             if message is None or message.error():
                 continue
@@ -136,6 +138,8 @@ async def test_an_independent_client_drives_the_worker(
             validator.validate(payload)
             assert message.key() == b"site-a"
             decision = DispatchDecision.model_validate(payload)
+            if "mining_available" in decision.binding_constraints:
+                break
     finally:
         await asyncio.to_thread(consumer.close)
     assert decision is not None, "no decision reached the confluent-kafka consumer"
