@@ -107,6 +107,10 @@ class Planner:
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    async def _deliver(self, decision: DispatchDecision) -> None:
+        await self.publish(decision)
+        self.decisions_published += 1
+
     def _requeue(self, batch: dict[str, Trigger], answered: list[tuple[object, object]]) -> None:
         """Put a failed round back: its sites dirty (newer triggers win), its inputs unacked."""
         self.decider.forget(batch)
@@ -143,7 +147,6 @@ class Planner:
                 )
         # All of a round's decisions are in flight together: one producer batch, one wait,
         # instead of a broker round trip (and a linger) per site.
-        await asyncio.gather(*(self.publish(decision) for decision in decisions))
-        self.decisions_published += len(decisions)
+        await asyncio.gather(*(self._deliver(decision) for decision in decisions))
         if rnd.views:
             self.state.prune(min(view.now for view in rnd.views.values()))
