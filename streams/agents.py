@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
+from schemas import Trigger
 from streams.acks import AckLedger
 from streams.codec import Rejection, dead_letter
 from streams.ingest import ingest
 from streams.metrics import Metrics
 from streams.planner import Planner
-from streams.routing import SITE_KEYED, RoutingError, frame, unframe
+from streams.routing import SITE_KEYED, RoutingError, by_partition, frame, unframe
 from streams.settings import Settings
 from streams.state import FleetState
 
@@ -66,7 +67,7 @@ class Agents:
                     self.ledger.park(manual, event)
                     self.planner.mark_dirty(outcome.sites, outcome.trigger)
                 elif outcome.sites:
-                    await self._route(name, event, manual, outcome.sites)
+                    await self._fan_out(name, event, manual, outcome.sites, outcome.trigger)
                 else:
                     await manual.ack(event)  # concerns no site of this fleet
 
@@ -76,28 +77,43 @@ class Agents:
         """Routed inputs for the sites of this worker's partitions."""
         manual = cast("faust.Stream[Any]", stream).noack()
         async for event in manual.events():
-            site_id = (event.key or b"").decode(errors="replace")
             try:
-                name, raw = unframe(event.value)
+                name, sites, raw = unframe(event.value)
             except RoutingError as exc:
                 topic = self.routed.get_topic_name()
                 await self.reject(topic, event.message, Rejection("schema_violation", str(exc)))
                 await manual.ack(event)
                 continue
             outcome = ingest(self.state, name, raw, self.settings.max_message_bytes)
-            if isinstance(outcome, Rejection) or site_id not in outcome.sites:
+            if isinstance(outcome, Rejection) or not (mine := sites & outcome.sites):
                 await manual.ack(event)  # validated when it was routed; nothing to decide here
                 continue
             self.ledger.park(manual, event)
-            self.planner.mark_dirty(frozenset({site_id}), outcome.trigger)
+            self.planner.mark_dirty(mine, outcome.trigger)
 
-    async def _route(
-        self, name: str, event: Any, manual: faust.StreamT[Any], sites: frozenset[str]
+    async def _fan_out(
+        self,
+        name: str,
+        event: Any,
+        manual: faust.StreamT[Any],
+        sites: frozenset[str],
+        trigger: Trigger,
     ) -> None:
-        """Forward a fleet-level input to each site it concerns, keyed by site; the input is
-        acked once every copy is delivered (in the background, so the agent keeps reading)."""
-        value = frame(name, event.value)
-        deliveries = [await self.routed.send(key=s.encode(), value=value) for s in sorted(sites)]
+        """A fleet-level input: decided here when every site it concerns is this worker's (no
+        extra hop); otherwise forwarded, one record per destination partition, and acked once
+        every copy is delivered (in the background, so the agent keeps reading)."""
+        owned = self.planner.owned
+        if owned is not None and sites <= owned:
+            self.ledger.park(manual, event)
+            self.planner.mark_dirty(sites, trigger)
+            return
+        partitions = self.settings.topic_partitions
+        deliveries = [
+            await self.routed.send(
+                key=group[0].encode(), value=frame(name, group, event.value), partition=partition
+            )
+            for partition, group in by_partition(sites, partitions).items()
+        ]
         self.counters.routed += len(deliveries)
         task = asyncio.create_task(_ack_when_delivered(deliveries, manual, event))
         self._forwarding.add(task)

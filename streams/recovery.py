@@ -38,10 +38,11 @@ async def rebuild_state(
     """Fold every committed input into ``state``; return how many were applied.
 
     With ``only_partitions``, only those partitions of the site-keyed topics (telemetry, compute
-    demand, routed inputs) are read: catching up sites handed over by a rebalance.
+    demand, routed inputs) are read, and the fleet-level topics in full (a worker that owned
+    every site of an input decided it without routing it): catching up handed-over sites.
     """
-    contract = (*SITE_KEYED, ROUTED_TOPIC) if only_partitions is not None else INPUT_TOPICS
-    names = {settings.topic(name): name for name in (*contract, ROUTED_TOPIC)}
+    names = {settings.topic(name): name for name in (*INPUT_TOPICS, ROUTED_TOPIC)}
+    site_keyed = {settings.topic(name) for name in (*SITE_KEYED, ROUTED_TOPIC)}
     probe = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=settings.app_id,
@@ -57,7 +58,7 @@ async def rebuild_state(
             for topic in names
             if topic in existing
             for p in sorted(probe.partitions_for_topic(topic) or ())
-            if only_partitions is None or p in only_partitions
+            if only_partitions is None or topic not in site_keyed or p in only_partitions
         ]
         telemetry = settings.topic(TELEMETRY)
         targets = await _committed(probe, [tp for tp in partitions if tp.topic != telemetry])
@@ -114,7 +115,7 @@ async def _replay(
                 name, raw = names[tp.topic], message.value
                 if name == ROUTED_TOPIC:
                     try:
-                        name, raw = unframe(raw)
+                        name, _, raw = unframe(raw)
                     except RoutingError:
                         continue  # dead-lettered when it was first read
                 outcome = ingest(state, name, raw, settings.max_message_bytes)

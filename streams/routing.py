@@ -7,8 +7,10 @@ record on an internal topic keyed by site id (Kafka Streams' repartition topic).
 the same partition count and the same (murmur2) partitioner, so faust's co-partitioned
 assignment hands a site's telemetry and its routed records to the same worker.
 
-A routed record's value is the source topic's contract name, a NUL byte, then the original bytes
-unchanged (no re-encoding on the hot path).
+An input goes out as one routed record per destination partition, not per site (a hub price
+for 100 sites on 4 partitions is 4 records): the value is the source topic's contract name, the
+comma-separated site ids it concerns on that partition, and the original bytes unchanged (no
+re-encoding on the hot path), separated by NUL bytes; the key is the first of those site ids.
 """
 
 from __future__ import annotations
@@ -29,18 +31,27 @@ class RoutingError(ValueError):
     """A routed record that does not name a contract topic."""
 
 
-def frame(topic: str, raw: bytes) -> bytes:
-    """The routed record value for ``raw`` read from contract topic ``topic``."""
-    return topic.encode() + _SEP + raw
+def frame(topic: str, sites: Iterable[str], raw: bytes) -> bytes:
+    """The routed record value for ``raw`` (read from contract topic ``topic``) to ``sites``."""
+    return topic.encode() + _SEP + ",".join(sites).encode() + _SEP + raw
 
 
-def unframe(value: bytes | None) -> tuple[str, bytes]:
-    """``(contract topic, original bytes)`` of a routed record value."""
-    name, sep, raw = (value or b"").partition(_SEP)
+def unframe(value: bytes | None) -> tuple[str, frozenset[str], bytes]:
+    """``(contract topic, sites, original bytes)`` of a routed record value."""
+    name, sep, rest = (value or b"").partition(_SEP)
+    sites, sep2, raw = rest.partition(_SEP)
     topic = name.decode(errors="replace")
-    if not sep or topic not in TOPICS_BY_NAME:
+    if not (sep and sep2) or topic not in TOPICS_BY_NAME:
         raise RoutingError(f"routed record without a known source topic: {topic[:60]!r}")
-    return topic, raw
+    return topic, frozenset(sites.decode(errors="replace").split(",")), raw
+
+
+def by_partition(sites: Iterable[str], partitions: int) -> dict[int, list[str]]:
+    """``sites`` grouped by the partition their records land on (sorted, for stable records)."""
+    grouped: dict[int, list[str]] = {}
+    for site in sorted(sites):
+        grouped.setdefault(partition_of(site, partitions), []).append(site)
+    return grouped
 
 
 def partition_of(site_id: str, partitions: int) -> int:
