@@ -269,6 +269,7 @@ def main() -> int:
     parser.add_argument("--replans", type=int, default=25)
     parser.add_argument("--naive-replans", type=int, default=10)
     parser.add_argument("--sizes", default="1,40,400")
+    parser.add_argument("--hours", type=float, default=24.0, help="horizon length")
     args = parser.parse_args()
     if not (args.data_dir / "replay").is_dir():
         print(
@@ -277,11 +278,12 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    horizon = Horizon.mixed()
+    horizon = Horizon.mixed(total_hours=args.hours)
     regions = load_regions(args.data_dir)
     print(
         f"fleet optimizer benchmark: horizon {horizon.n_steps} steps (12 x 5 min + hourly to "
-        f"24 h), real prices from {', '.join(regions)}, {args.replans} re-plans per size"
+        f"{args.hours:g} h), real prices from {', '.join(regions)}, "
+        f"{args.replans} re-plans per size"
     )
     header = (
         f"{'sites':>5} {'mode':<5} {'build s':>8} {'1st solve s':>11} {'wall p50 ms':>11} "

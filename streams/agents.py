@@ -63,13 +63,13 @@ class Agents:
                     await manual.ack(event)
                     continue
                 self.counters.applied += 1
-                if name in SITE_KEYED:
+                if name in SITE_KEYED and outcome.sites:
                     self.ledger.park(manual, event)
                     self.planner.mark_dirty(outcome.sites, outcome.trigger)
                 elif outcome.sites:
                     await self._fan_out(name, event, manual, outcome.sites, outcome.trigger)
                 else:
-                    await manual.ack(event)  # concerns no site of this fleet
+                    await manual.ack(event)  # changes nothing any site of this fleet decides
 
         return agent
 

@@ -121,17 +121,23 @@ class FleetState:
                 self.signals[event.signal_id] = event
                 return Applied(sites, "signal")
             case TelemetryEvent():
-                self._known(event.site_id)
-                latest = self.telemetry.get(event.site_id)
-                if latest is None or latest.interval_start <= event.interval_start:
-                    self.telemetry[event.site_id] = event
-                return Applied(frozenset({event.site_id}), "telemetry")
+                return self._telemetry(event)
             case ComputeDemandEvent():
                 self._known(event.site_id)
                 latest_demand = self.demand.get(event.site_id)
                 if latest_demand is None or latest_demand.interval_start <= event.interval_start:
                     self.demand[event.site_id] = event
                 return Applied(frozenset({event.site_id}), "compute_demand")
+
+    def _telemetry(self, event: TelemetryEvent) -> Applied:
+        self._known(event.site_id)
+        latest = self.telemetry.get(event.site_id)
+        if latest is not None and (event.interval_start < latest.interval_start or event == latest):
+            # Older than what we hold, or a repeat: nothing the plan reads changed, so no
+            # re-plan (high-rate telemetry repeats itself between changes).
+            return Applied(frozenset(), "telemetry")
+        self.telemetry[event.site_id] = event
+        return Applied(frozenset({event.site_id}), "telemetry")
 
     def _advance_clock(self, event: InputEvent) -> None:
         """Event-time now of the whole worker (a day's hashprice says nothing of now)."""

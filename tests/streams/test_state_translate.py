@@ -74,6 +74,15 @@ def test_events_route_to_the_sites_they_affect(state: FleetState) -> None:
     assert applied.trigger == "signal"
 
 
+def test_repeated_or_older_telemetry_changes_nothing_to_replan(state: FleetState) -> None:
+    assert state.apply(telemetry("site-a", 1)).sites == {"site-a"}
+    assert state.apply(telemetry("site-a", 1)).sites == frozenset()  # a repeat
+    assert state.apply(telemetry("site-a", 0)).sites == frozenset()  # older than what we hold
+    assert state.apply(telemetry("site-a", 1, mining_available_mw=9.0)).sites == {"site-a"}
+    assert state.telemetry["site-a"].mining_available_mw == 9.0
+    assert state.apply(telemetry("site-a", 2, mining_available_mw=9.0)).sites == {"site-a"}
+
+
 def test_site_scoped_event_for_an_unknown_site_raises(state: FleetState) -> None:
     telemetry = TelemetryEvent(
         interval_start=T0,
