@@ -51,6 +51,8 @@ test: lint typecheck unit ## lint, type-check and run every test (what CI runs)
 
 bench: $(STAMP) ## the benchmarks (print ratios and one JSON line each)
 	$(BIN)/python bench/optimizer.py
+	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/e2e.py
 
 schemas: $(STAMP) ## regenerate the JSON Schema snapshots after an intended contract change
 	$(BIN)/gridshift schemas --out tests/schemas/snapshots
