@@ -56,6 +56,17 @@ class DecisionHub:
             self._clients.discard(queue)
 
 
+# Short routes per input kind, beside the generic /v1/events/{topic}.
+INPUT_BY_KIND = {
+    "telemetry": "site.telemetry.v1",
+    "prices": "grid.price.v1",
+    "carbon": "grid.carbon.v1",
+    "signals": "grid.signal.v1",
+    "hashprice": "market.hashprice.v1",
+    "compute-demand": "compute.demand.v1",
+}
+
+
 def build_api(
     *,
     fleet: Fleet,
@@ -65,6 +76,7 @@ def build_api(
     token: str | None,
     broker: tuple[str, int],
     owned_sites: Callable[[], Iterable[str]] = lambda: (),
+    lag: Callable[[], int] = lambda: 0,
 ) -> web.Application:
     """The aiohttp application; ``publisher`` sends validated writes to the input topics."""
     routes = web.RouteTableDef()
@@ -78,9 +90,11 @@ def build_api(
             raise web.HTTPUnauthorized(text="missing or wrong bearer token")
 
     @routes.post("/v1/events/{topic}")
+    @routes.post("/v1/{kind:telemetry|prices|carbon|signals|hashprice|compute-demand}")
     async def ingest(request: web.Request) -> web.Response:
         authorised(request)
-        topic = request.match_info["topic"]
+        kind = request.match_info.get("kind")
+        topic = INPUT_BY_KIND[kind] if kind else request.match_info["topic"]
         if topic not in INPUT_TOPICS:
             raise web.HTTPNotFound(
                 text=f"not an input topic; choose from {', '.join(INPUT_TOPICS)}"
@@ -142,6 +156,7 @@ def build_api(
             "status": "ok" if reachable else "degraded",
             "broker_reachable": reachable,
             "last_decision_age_s": age,
+            "consumer_lag": lag(),
             "sites": len(fleet.sites),
             # Scale-out: the sites this worker decides (its partitions) and has decided.
             "sites_owned": sorted(owned_sites()),

@@ -62,6 +62,7 @@ class TelemetryLane:
     consumed: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _held: frozenset[int] = frozenset()
+    _next: dict[TopicPartition, int] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -116,7 +117,7 @@ class TelemetryLane:
                 else:
                     dirty |= outcome.sites
                     applied += 1
-            offsets[tp] = messages[-1].offset + 1
+            offsets[tp] = self._next[tp] = messages[-1].offset + 1
             self.count(len(messages), applied)
             self.consumed += len(messages)
         if not offsets:
@@ -126,6 +127,17 @@ class TelemetryLane:
             self.planner.mark_dirty(frozenset(dirty), "telemetry")
         else:
             await self.ack(offsets)  # only rejects: nothing to decide
+
+    def lag(self) -> int:
+        """Telemetry events on the owned partitions not read yet (from the last fetch's view)."""
+        consumer = self._require()
+        total = 0
+        for partition in self._held:
+            tp = TopicPartition(self.topic, partition)
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                total += max(0, highwater - self._next.get(tp, 0))
+        return total
 
     async def ack(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit ``offsets`` (the ledger calls this after delivery)."""

@@ -4,6 +4,7 @@ broker reachability and outages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -41,6 +42,15 @@ class Metrics:
             "Times the broker stopped answering.",
             registry=self.registry,
         )
+
+    def track_lag(self, lag: Callable[[], float]) -> None:
+        """Report ``lag()`` (input events not read yet) as a gauge, computed at each scrape."""
+        gauge = Gauge(
+            "gridshift_consumer_lag",
+            "Input events on this worker's partitions not read yet.",
+            registry=self.registry,
+        )
+        gauge.set_function(lag)
 
     def broker_reachable(self, up: bool) -> None:
         """Record a change of broker reachability seen by the watch."""

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from streams.app import Worker, build_worker
 from streams.broker import EmbeddedBroker
@@ -53,6 +54,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
         aiokafka_options(settings),
     )
     await worker.lane.start()
+    worker.metrics.track_lag(lambda: consumer_lag(worker))
     try:
         await worker.app.start()
     except BaseException:
@@ -83,6 +85,20 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
             worker.planner.decisions_published,
             worker.counters.dead_lettered,
         )
+
+
+def consumer_lag(worker: Worker) -> int:
+    """Input events assigned to this worker and not read yet: the faust agents' partitions
+    plus the telemetry lane's (from each consumer's last view of the high watermarks)."""
+    consumer: Any = worker.app.consumer
+    lag = worker.lane.lag()
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        read = consumer._read_offset.get(tp)  # faust keeps the last offset it read
+        lag += max(0, highwater - (read + 1 if read is not None else 0))
+    return lag
 
 
 def declared_topics(worker: Worker) -> dict[str, int]:
@@ -132,6 +148,7 @@ async def _http(
             token=settings.http_token.get_secret_value() if settings.http_token else None,
             broker=(host, int(port)),
             owned_sites=lambda: worker.ownership.sites,
+            lag=lambda: consumer_lag(worker),
         )
         async with serving(api, settings.http_host, settings.http_port) as bound:
             yield bound

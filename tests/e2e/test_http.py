@@ -11,11 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from schemas import DispatchDecision
+from schemas import INPUT_TOPICS, DispatchDecision
 from streams.app import Worker
 from streams.broker import EmbeddedBroker
+from streams.http import INPUT_BY_KIND
 from streams.sites import Fleet
-from tests.e2e.harness import hashprice, price, worker_on, worker_settings
+from tests.e2e.harness import hashprice, price, telemetry, worker_on, worker_settings
 
 pytestmark = pytest.mark.e2e
 TOKEN = "t0k3n-for-tests"
@@ -53,6 +54,7 @@ async def test_ingest_decide_stream_health_and_metrics(api: tuple[Worker, str]) 
         assert response.status == 200
         assert health["status"] == "ok"
         assert health["broker_reachable"] is True
+        assert health["consumer_lag"] == 0
 
         hp = hashprice().model_dump(mode="json")
         async with session.post(f"{base}/v1/events/market.hashprice.v1", json=hp) as response:
@@ -81,6 +83,12 @@ async def test_ingest_decide_stream_health_and_metrics(api: tuple[Worker, str]) 
         streamed = DispatchDecision.model_validate(await stream)
         assert streamed.site_id == "site-a"
 
+        async with asyncio.timeout(30):  # the group's assignment reaches /health
+            while not health["sites_owned"]:
+                async with session.get(f"{base}/health") as response:
+                    health = await response.json()
+                await asyncio.sleep(0.05)  # polling the worker's HTTP state, bounded above
+        assert health["sites_owned"] == health["sites_decided"] == ["site-a"]
         async with session.get(f"{base}/v1/sites/site-a/decision") as response:
             latest = DispatchDecision.model_validate(await response.json())
         assert latest.decision_id == streamed.decision_id
@@ -90,11 +98,22 @@ async def test_ingest_decide_stream_health_and_metrics(api: tuple[Worker, str]) 
             (site,) = await response.json()
         assert site["latest_decision_id"] == streamed.decision_id
 
+        # The short route per input kind: telemetry as an operator's agent would post it.
+        async with session.post(
+            f"{base}/v1/telemetry",
+            json=telemetry("site-a", 0).model_dump(mode="json"),
+            headers=auth(),
+        ) as response:
+            assert response.status == 202
+            assert (await response.json())["topic"] == "site.telemetry.v1"
+
         async with session.get(f"{base}/metrics") as response:
             text = await response.text()
     assert 'gridshift_events_in_total{topic="grid.price.v1"} 1.0' in text
     assert 'gridshift_decisions_out_total{fallback="none"}' in text
     assert "gridshift_solve_seconds_count" in text
+    assert "gridshift_consumer_lag " in text
+    assert "gridshift_broker_up 1.0" in text
     assert worker.planner.decisions_published >= 1
 
 
@@ -113,3 +132,7 @@ async def test_writes_are_refused_without_a_configured_token(
     ):
         assert response.status == 403
         assert "GRIDSHIFT_HTTP_TOKEN" in await response.text()
+
+
+def test_every_input_topic_has_a_short_route() -> None:
+    assert sorted(INPUT_BY_KIND.values()) == sorted(INPUT_TOPICS)
