@@ -49,6 +49,7 @@ from streams.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read
 from streams.keys import event_key  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
 from streams.sites import load_fleet  # noqa: E402
+from streams.spawn import spawn_worker  # noqa: E402
 from streams.worker import running_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,24 +197,16 @@ async def ingest(bootstrap: str, sites_file: Path, count: int, repeats: int) -> 
 
 @contextlib.contextmanager
 def worker_process(bootstrap: str, prefix: str, sites_file: Path, port: int) -> Iterator[None]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
-    env.update(
-        GRIDSHIFT_KAFKA_BOOTSTRAP=bootstrap,
-        GRIDSHIFT_TOPIC_PREFIX=prefix,
-        GRIDSHIFT_APP_ID=f"{prefix}bench",
-        GRIDSHIFT_SITES_FILE=str(sites_file),
-        GRIDSHIFT_HTTP_ENABLED="true",
-        GRIDSHIFT_HTTP_PORT=str(port),
-        GRIDSHIFT_LOG_LEVEL="WARNING",
-    )
-    if DEBOUNCE_MS is not None:
-        env["GRIDSHIFT_DEBOUNCE_MS"] = str(DEBOUNCE_MS)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    tuning = {} if DEBOUNCE_MS is None else {"debounce_ms": DEBOUNCE_MS}
+    process = spawn_worker(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"{prefix}bench",
+        sites_file=sites_file,
+        http_enabled=True,
+        http_port=port,
+        log_level="WARNING",
+        **tuning,
     )
     try:
         yield

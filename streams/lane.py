@@ -16,7 +16,6 @@ rejects go to the dead-letter topic first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -154,15 +153,3 @@ class TelemetryLane:
         if self._consumer is None:
             raise RuntimeError("telemetry lane not started")
         return self._consumer
-
-
-@contextlib.asynccontextmanager
-async def running_lane(lane: TelemetryLane) -> Any:
-    """The lane's consumer task for as long as the context lasts."""
-    task = asyncio.create_task(lane.run(), name="gridshift.telemetry-lane")
-    try:
-        yield lane
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from streams.app import Worker, build_worker
+from streams.background import background
 from streams.broker import EmbeddedBroker
 from streams.connectivity import BrokerWatch, api_versions_probe, create_missing_topics
 from streams.http import build_api, serving
-from streams.lane import running_lane
 from streams.recovery import rebuild_state
 from streams.sdk import Publisher
 from streams.security import aiokafka_options
@@ -62,7 +62,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
         raise
     stack = contextlib.AsyncExitStack()
     try:
-        await stack.enter_async_context(running_lane(worker.lane))
+        await stack.enter_async_context(background(worker.lane.run(), "gridshift.telemetry-lane"))
         worker.watch = await stack.enter_async_context(_watching(settings, worker, bootstrap))
         if settings.http_enabled:
             worker.http_port = await stack.enter_async_context(
@@ -122,13 +122,8 @@ async def _watching(
         client_options=aiokafka_options(settings),
         on_change=worker.metrics.broker_reachable,
     )
-    task = asyncio.create_task(watch.run(), name="gridshift.broker-watch")
-    try:
+    async with background(watch.run(), "gridshift.broker-watch"):
         yield watch
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @contextlib.asynccontextmanager

@@ -5,11 +5,9 @@ expected decision exists, and the duplicates (from the uncommitted window) are r
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from streams.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
 from streams.sites import load_fleet
-from tests.conftest import REPO
+from streams.spawn import spawn_worker
 from tests.e2e.harness import T0, DecisionLog, Q, decided_at, hashprice, price
 
 pytestmark = pytest.mark.e2e
@@ -26,20 +24,12 @@ KILLS = 3
 
 
 def start_worker(bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
-    env.update(
-        GRIDSHIFT_KAFKA_BOOTSTRAP=bootstrap,
-        GRIDSHIFT_TOPIC_PREFIX=prefix,
-        GRIDSHIFT_APP_ID=f"{prefix}crash",
-        GRIDSHIFT_HTTP_ENABLED="false",
-        GRIDSHIFT_LOG_LEVEL="WARNING",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return spawn_worker(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"{prefix}crash",
+        http_enabled=False,
+        log_level="WARNING",
     )
 
 

@@ -5,10 +5,8 @@ the other, which catches them up and decides them."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 from streams.broker import EmbeddedBroker, free_port
 from streams.routing import partition_of
 from streams.sdk import DecisionSubscriber, Publisher
-from tests.conftest import REPO
+from streams.spawn import spawn_worker
 from tests.e2e.harness import T0, DecisionLog, Q, decided_at, hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
@@ -41,22 +39,14 @@ gpu_value_usd_per_mwh = 1600.0
 def start_worker(
     bootstrap: str, prefix: str, sites_file: Path, port: int
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
-    env.update(
-        GRIDSHIFT_KAFKA_BOOTSTRAP=bootstrap,
-        GRIDSHIFT_TOPIC_PREFIX=prefix,
-        GRIDSHIFT_APP_ID=f"{prefix}scale",
-        GRIDSHIFT_SITES_FILE=str(sites_file),
-        GRIDSHIFT_HTTP_ENABLED="true",
-        GRIDSHIFT_HTTP_PORT=str(port),
-        GRIDSHIFT_LOG_LEVEL="WARNING",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return spawn_worker(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        app_id=f"{prefix}scale",
+        sites_file=sites_file,
+        http_enabled=True,
+        http_port=port,
+        log_level="WARNING",
     )
 
 
