@@ -10,6 +10,8 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+from faust.exceptions import ConsumerNotStarted
+
 from streams.app import Worker, build_worker
 from streams.background import background
 from streams.broker import EmbeddedBroker
@@ -92,12 +94,15 @@ def consumer_lag(worker: Worker) -> int:
     plus the telemetry lane's (from each consumer's last view of the high watermarks)."""
     consumer: Any = worker.app.consumer
     lag = worker.lane.lag()
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            continue
-        read = consumer._read_offset.get(tp)  # faust keeps the last offset it read
-        lag += max(0, highwater - (read + 1 if read is not None else 0))
+    try:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            read = consumer._read_offset.get(tp)  # faust keeps the last offset it read
+            lag += max(0, highwater - (read + 1 if read is not None else 0))
+    except ConsumerNotStarted:
+        pass  # faust's consumer is (re)starting: report what the lane knows
     return lag
 
 
