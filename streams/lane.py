@@ -85,6 +85,9 @@ class TelemetryLane:
         self._held = partitions
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
+        if not tps:
+            self._assigned.clear()  # more workers than partitions: this one idles
+            return
         for tp in tps:
             committed = await consumer.committed(tp)
             if committed is None:
@@ -98,7 +101,13 @@ class TelemetryLane:
         consumer = self._require()
         while True:
             await self._assigned.wait()
-            batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            try:
+                batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            except KafkaError as exc:
+                # Never let telemetry stop silently: say so and keep trying.
+                log.warning("telemetry fetch failed, retrying in 1 s: %s", exc)
+                await asyncio.sleep(1.0)  # back-off before the next fetch, not synchronisation
+                continue
             if batch:
                 await self._fold(batch)
 
