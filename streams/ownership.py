@@ -45,12 +45,16 @@ class Ownership:
         held = frozenset(tp.partition for tp in assigned if tp.topic == self.routed_topic)
         gained = held - (self.held or frozenset()) if self.held is not None else frozenset()
         self.held = held
+        sites = owned_sites(self.site_ids, self.partitions, held)
+        if not gained:
+            # Before any await: inputs read from here on already see who owns what, so a
+            # fleet-level input is never decided locally ahead of one still being routed.
+            self.planner.own(sites)
         if gained and self.catch_up is not None:
             caught = await self.catch_up(gained)
             log.info("caught up gained partitions=%s events=%d", sorted(gained), caught)
         if self.follow is not None:
             await self.follow(held)
-        sites = owned_sites(self.site_ids, self.partitions, held)
         self.planner.own(sites)
         self.assignments += 1
         self.history.append(sites)
