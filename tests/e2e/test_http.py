@@ -84,9 +84,11 @@ async def test_ingest_decide_stream_health_and_metrics(api: tuple[Worker, str]) 
         assert streamed.site_id == "site-a"
 
         async with asyncio.timeout(30):  # the group's assignment reaches /health
-            while not health["sites_owned"]:
+            while True:
                 async with session.get(f"{base}/health") as response:
                     health = await response.json()
+                if health["sites_owned"] and health["sites_decided"]:
+                    break
                 await asyncio.sleep(0.05)  # polling the worker's HTTP state, bounded above
         assert health["sites_owned"] == health["sites_decided"] == ["site-a"]
         async with session.get(f"{base}/v1/sites/site-a/decision") as response:
