@@ -62,6 +62,7 @@ class TelemetryLane:
     _consumer: AIOKafkaConsumer | None = None
     _held: frozenset[int] = frozenset()
     _next: dict[TopicPartition, int] = field(default_factory=dict)
+    _committed: dict[TopicPartition, int] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -90,6 +91,7 @@ class TelemetryLane:
             return
         for tp in tps:
             committed = await consumer.committed(tp)
+            self._committed[tp] = -1 if committed is None else committed
             if committed is None:
                 await consumer.seek_to_beginning(tp)
             else:
@@ -149,9 +151,16 @@ class TelemetryLane:
 
     async def ack(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit ``offsets`` (the ledger calls this after delivery)."""
-        mine = {tp: o for tp, o in offsets.items() if tp.partition in self._held}
+        # Only forward: a batch with nothing to decide may be acked before an earlier one
+        # whose decisions are still on their way; committing that one after must not go back.
+        mine = {
+            tp: o
+            for tp, o in offsets.items()
+            if tp.partition in self._held and o > self._committed.get(tp, -1)
+        }
         if not mine:
             return
+        self._committed.update(mine)
         try:
             await self._require().commit(mine)
         except KafkaError as exc:
