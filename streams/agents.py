@@ -114,7 +114,6 @@ class Agents:
             )
             for partition, group in by_partition(sites, partitions).items()
         ]
-        self.counters.routed += len(deliveries)
         task = asyncio.create_task(_ack_when_delivered(deliveries, manual, event))
         self._forwarding.add(task)
         task.add_done_callback(self._forwarding.discard)

@@ -37,7 +37,6 @@ class Counters:
     events_in: dict[str, int] = field(default_factory=dict)
     dead_lettered: dict[str, int] = field(default_factory=dict)
     applied: int = 0
-    routed: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def count_in(self, topic: str, n: int = 1) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from streams.planner import Planner
@@ -33,8 +33,6 @@ class Ownership:
     catch_up: CatchUp | None = None
     follow: Follow | None = None  # told the held partition numbers (the telemetry lane)
     held: frozenset[int] | None = None
-    assignments: int = 0
-    history: list[frozenset[str]] = field(default_factory=list)
 
     @property
     def sites(self) -> frozenset[str]:
@@ -56,8 +54,6 @@ class Ownership:
         if self.follow is not None:
             await self.follow(held)
         self.planner.own(sites)
-        self.assignments += 1
-        self.history.append(sites)
         log.info(
             "partitions assigned routed=%s sites_owned=%d of %d",
             sorted(held),
