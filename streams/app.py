@@ -131,6 +131,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         publish,
         decider,
         debounce_s=settings.debounce_ms / 1000.0,
+        telemetry_debounce_s=settings.telemetry_debounce_ms / 1000.0,
         ledger=ledger,
         on_solve=metrics.solve_seconds.observe,
     )

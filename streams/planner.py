@@ -2,8 +2,13 @@
 decision round of :class:`~streams.decide.Decider`, solved off the event loop; each new decision
 is handed to ``publish``.
 
-Bursts coalesce: while a batch is solving, new triggers only mark sites dirty again. A site whose
-inputs did not change since its last decision is not re-decided (same input version).
+Bursts coalesce: a round starts a debounce window after its first trigger, and while a round is
+solving, new triggers only mark sites dirty again. Telemetry, which arrives by the thousand per
+second and rarely changes a plan much, waits a longer window (``telemetry_debounce_s``) than the
+inputs an operator needs answered at once (prices, carbon, grid signals): one of those arriving
+cuts the wait short, so a price spike is never queued behind telemetry, and the round it starts
+takes every dirty site with it (the fleet is solved jointly anyway). A site whose inputs did not
+change since its last decision is not re-decided (same input version).
 
 A round that fails (its decisions could not be delivered, say the broker was away longer than
 the producer waits) is not dropped: its sites are marked dirty again, its inputs go back to the
@@ -13,12 +18,15 @@ ledger unacked, and the round is retried after a capped exponential back-off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from optimizer import OptimizerError
 from schemas import DispatchDecision, Trigger
+from streams import heap
 from streams.acks import AckLedger
 from streams.decide import Decider
 from streams.state import FleetState
@@ -38,6 +46,7 @@ class Planner:
         decider: Decider,
         *,
         debounce_s: float,
+        telemetry_debounce_s: float | None = None,
         ledger: AckLedger | None = None,
         on_solve: Callable[[float], object] | None = None,
         retry_initial_s: float = 0.5,
@@ -52,12 +61,16 @@ class Planner:
         self.publish = publish
         self.decider = decider
         self.debounce_s = debounce_s
+        self.telemetry_debounce_s = (
+            debounce_s if telemetry_debounce_s is None else telemetry_debounce_s
+        )
         self.decisions_published = 0
         self.solver_failures = 0
         self._dirty: dict[str, Trigger] = {}
         # The sites this worker decides (its partitions); None until the group assigns them.
         self.owned: frozenset[str] | None = None
         self._wake = asyncio.Event()
+        self._due: float | None = None  # monotonic time the next round starts; None = no round
         # One solver thread: cvxpy problems are not shared across threads, and the event loop
         # must never block on a solve.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridshift-solver")
@@ -72,18 +85,22 @@ class Planner:
             site_ids = site_ids & self.owned
         for site_id in site_ids:
             self._dirty[site_id] = trigger  # the latest input is what the decision answers
-        if site_ids:
+        if not site_ids:
+            return
+        window = self.telemetry_debounce_s if trigger == "telemetry" else self.debounce_s
+        due = time.monotonic() + window
+        if self._due is None or due < self._due:
+            self._due = due
             self._wake.set()
 
     async def run(self) -> None:
         """Solve dirty sites forever (until cancelled)."""
         delay = self.retry_initial_s
+        models_settled = 0
         try:
             while True:
                 await self._wake.wait()
-                if self.debounce_s > 0:
-                    await asyncio.sleep(self.debounce_s)  # debounce window, not synchronisation
-                self._wake.clear()
+                await self._debounce()
                 batch, self._dirty = self._dirty, {}
                 answered = self.ledger.take() if self.ledger else []
                 try:
@@ -104,8 +121,22 @@ class Planner:
                 delay = self.retry_initial_s
                 if self.ledger:
                     await self.ledger.release(answered)
+                if len(self.decider.models) != models_settled:
+                    # A new fleet model lives as long as the worker: out of the collector's way.
+                    heap.settle()
+                    models_settled = len(self.decider.models)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _debounce(self) -> None:
+        """Wait until the round is due; a trigger that makes it due sooner wakes this early."""
+        while self._due is not None and (remaining := self._due - time.monotonic()) > 0:
+            self._wake.clear()
+            # Each pass ends at the deadline or at a trigger that moved it earlier: bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+        self._due = None
+        self._wake.clear()
 
     async def _deliver(self, decision: DispatchDecision) -> None:
         await self.publish(decision)

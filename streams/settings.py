@@ -54,7 +54,15 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(
         default=2, ge=0, le=10_000, description="Producer batching delay."
     )
-    debounce_ms: int = Field(default=10, ge=0, le=60_000, description="Coalesce input bursts.")
+    debounce_ms: int = Field(
+        default=10, ge=0, le=60_000, description="Coalesce bursts of prices, carbon and signals."
+    )
+    telemetry_debounce_ms: int = Field(
+        default=100,
+        ge=0,
+        le=60_000,
+        description="Coalesce telemetry re-plans; a price, carbon or signal input cuts it short.",
+    )
     horizon_fine_steps: int = Field(default=12, ge=1, le=500, description="Steps near now.")
     horizon_fine_minutes: int = Field(default=5, ge=1, le=60, description="Length of a fine step.")
     horizon_coarse_minutes: int = Field(

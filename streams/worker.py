@@ -12,6 +12,7 @@ from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
 
+from streams import heap
 from streams.app import Worker, build_worker
 from streams.background import background
 from streams.broker import EmbeddedBroker
@@ -71,6 +72,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
                 _http(settings, fleet, worker, bootstrap)
             )
             log.info("http api listening host=%s port=%s", settings.http_host, worker.http_port)
+        heap.settle()  # the started app lives as long as the worker
         log.info(
             "worker started app_id=%s sites=%d bootstrap=%s",
             settings.app_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from streams.planner import Planner
 from streams.sites import Fleet
 from streams.state import FleetState
 from tests.conftest import mining_site
-from tests.e2e.harness import T0, hashprice, price
+from tests.e2e.harness import T0, Q, hashprice, price, telemetry
 
 H4 = Horizon((15, 15, 15, 15))
 
@@ -72,6 +73,48 @@ async def test_bursts_coalesce_into_one_decision_on_the_latest_snapshot() -> Non
     assert first.mining_mw == 0.0  # the latest price (500) is above break-even
     assert second.interval_start == T0 + timedelta(minutes=45)
     assert planner.decisions_published == 2
+
+
+async def test_a_price_cuts_the_telemetry_window_short() -> None:
+    """Telemetry waits its own (here: hour-long) window; a price starts the round at once, and
+    that round answers the waiting telemetry too."""
+    state = FleetState(Fleet(sites=(mining_site(),)))
+    out = Collector()
+    planner = Planner(state, out.publish, Decider(H4), debounce_s=0.0, telemetry_debounce_s=3600.0)
+    async with running(planner):
+        feed(state, planner, hashprice(), price(0, 20.0))
+        await out.wait_for(1)
+        out.arrived.clear()
+        feed(state, planner, telemetry("site-a", 0, mining_available_mw=7.0))
+        # Asserting an absence: a round on the telemetry alone would come within milliseconds.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(out.arrived.wait(), 0.3)
+        feed(state, planner, price(1, 21.0))
+        await out.wait_for(2)  # bounded at 20 s, far inside the telemetry's hour
+    first, second = out.decisions
+    assert first.mining_mw == pytest.approx(22.0)  # the envelope: no telemetry yet
+    assert second.interval_start == T0 + Q
+    assert second.mining_mw == pytest.approx(7.0)  # the telemetry rode along with the price
+
+
+async def test_a_new_fleet_model_is_taken_out_of_later_collections() -> None:
+    """Full garbage collections walking the compiled models stalled in-flight prices (~60 ms):
+    after the round that compiles a model, the heap is settled (collected, then frozen)."""
+    state = FleetState(Fleet(sites=(mining_site(),)))
+    out = Collector()
+    decider = Decider(H4)
+    planner = Planner(state, out.publish, decider, debounce_s=0.0)
+    gc.unfreeze()
+    try:
+        async with running(planner):
+            feed(state, planner, hashprice(), price(0, 20.0))
+            await out.wait_for(1)
+            feed(state, planner, price(1, 21.0))  # the next round starts after the settling
+            await out.wait_for(2)
+        assert len(decider.models) == 1
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 async def test_fleet_carbon_budget_reaches_the_decision() -> None:
