@@ -138,7 +138,13 @@ async def produce(bootstrap: str, prefix: str, events: list[tuple[str, Any]]) ->
 
 async def plain_ingest(bootstrap: str, topic: str, count: int) -> float:
     """Events/s of a bare aiokafka consumer that validates every event (first to last)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=10)
+    # The lane's fetch settings, so the ratio compares like with like.
+    lane = load_settings()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=lane.consumer_fetch_max_wait_ms,
+        max_partition_fetch_bytes=lane.telemetry_fetch_partition_bytes,
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

@@ -169,6 +169,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         count=count_telemetry,
         max_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        partition_fetch_bytes=settings.telemetry_fetch_partition_bytes,
         client_options=aiokafka_options(settings),
     )
     for name in INPUT_TOPICS:

@@ -56,6 +56,7 @@ class TelemetryLane:
     count: Count
     max_bytes: int
     fetch_max_wait_ms: int = 10
+    partition_fetch_bytes: int = 4 * 1024 * 1024
     max_records: int = 10_000
     client_options: Mapping[str, Any] = field(default_factory=dict)
     consumed: int = 0
@@ -72,6 +73,7 @@ class TelemetryLane:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_partition_fetch_bytes=self.partition_fetch_bytes,
             **self.client_options,
         )
         await self._consumer.start()

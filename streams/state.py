@@ -39,6 +39,10 @@ RETENTION = timedelta(days=2)
 class UnknownSiteError(LookupError):
     """A site-scoped event names a site that is not in the fleet file."""
 
+    @classmethod
+    def of(cls, site_id: str) -> UnknownSiteError:
+        return cls(f"unknown site {site_id!r}: not in the sites file")
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -46,6 +50,9 @@ class Applied:
 
     sites: frozenset[str]
     trigger: Trigger
+
+
+_TELEMETRY_UNCHANGED = Applied(frozenset(), "telemetry")
 
 
 @dataclass
@@ -66,6 +73,8 @@ class FleetState:
         self.sites: dict[str, SiteConfig] = self.fleet.by_id()
         self._by_node: dict[str, frozenset[str]] = _index(self.fleet, "price_node")
         self._by_region: dict[str, frozenset[str]] = _index(self.fleet, "carbon_region")
+        # Telemetry is folded tens of thousands of times a second: its answers are built once.
+        self._telemetry_changed = {s: Applied(frozenset({s}), "telemetry") for s in self.sites}
 
     def apply(self, event: InputEvent) -> Applied:
         """Fold ``event`` into the state; :class:`UnknownSiteError` for an unknown site id.
@@ -78,6 +87,8 @@ class FleetState:
 
     def _fold(self, event: InputEvent) -> Applied:
         match event:
+            case TelemetryEvent():  # first: by far the most frequent input
+                return self._telemetry(event)
             case PriceEvent():
                 curve = self.prices.setdefault(event.node, Curve())
                 _put(
@@ -120,8 +131,6 @@ class FleetState:
                     sites = self._by_region.get(event.region or "", frozenset())
                 self.signals[event.signal_id] = event
                 return Applied(sites, "signal")
-            case TelemetryEvent():
-                return self._telemetry(event)
             case ComputeDemandEvent():
                 self._known(event.site_id)
                 latest_demand = self.demand.get(event.site_id)
@@ -130,14 +139,19 @@ class FleetState:
                 return Applied(frozenset({event.site_id}), "compute_demand")
 
     def _telemetry(self, event: TelemetryEvent) -> Applied:
-        self._known(event.site_id)
+        changed = self._telemetry_changed.get(event.site_id)
+        if changed is None:
+            raise UnknownSiteError.of(event.site_id)
         latest = self.telemetry.get(event.site_id)
-        if latest is not None and (event.interval_start < latest.interval_start or event == latest):
+        if latest is not None and (
+            event.interval_start < latest.interval_start
+            or (event.interval_start == latest.interval_start and event == latest)
+        ):
             # Older than what we hold, or a repeat: nothing the plan reads changed, so no
             # re-plan (high-rate telemetry repeats itself between changes).
-            return Applied(frozenset(), "telemetry")
+            return _TELEMETRY_UNCHANGED
         self.telemetry[event.site_id] = event
-        return Applied(frozenset({event.site_id}), "telemetry")
+        return changed
 
     def _advance_clock(self, event: InputEvent) -> None:
         """Event-time now of the whole worker (a day's hashprice says nothing of now)."""
@@ -167,7 +181,7 @@ class FleetState:
 
     def _known(self, site_id: str) -> str:
         if site_id not in self.sites:
-            raise UnknownSiteError(f"unknown site {site_id!r}: not in the sites file")
+            raise UnknownSiteError.of(site_id)
         return site_id
 
 
