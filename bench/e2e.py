@@ -372,13 +372,20 @@ async def fleet_update(
         worker_process(bootstrap, prefix, sites_file, ports[1]),
     ):
         await wait_owned(ports, sites)
-        async with decisions(bootstrap, prefix) as arrived:
+        # A producer already connected: its start-up is not the workers' time.
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+        await producer.start()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(producer.stop)
+            arrived = await stack.enter_async_context(decisions(bootstrap, prefix))
             for k in range(1, repeats + 2):  # the first round warms the solvers up
                 start = T0 + k * Q
                 sent = time.perf_counter()
-                await produce(
-                    bootstrap, prefix, [("grid.price.v1", price(n, k, prices[k])) for n in HUBS]
-                )
+                for node in HUBS:
+                    event = price(node, k, prices[k])
+                    await producer.send(
+                        prefix + "grid.price.v1", value=encode(event), key=event_key(event)
+                    )
                 got: set[bytes] = set()
                 async with asyncio.timeout(60):
                     while len(got) < sites:

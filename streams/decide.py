@@ -35,7 +35,7 @@ from schemas import DispatchDecision, Trigger
 from streams.fallback import fail_safe, hold_last_plan
 from streams.sites import PoolConfig, SiteConfig
 from streams.state import FleetState
-from streams.translate import SnapshotView, build_snapshot, to_decision
+from streams.translate import RoundReads, SnapshotView, build_snapshot, to_decision
 
 
 @dataclass
@@ -88,13 +88,16 @@ class Decider:
         """Snapshots of the fresh sites; stale sites set aside for the fail-safe."""
         views: dict[str, SnapshotView] = {}
         stale: dict[str, tuple[datetime, str]] = {}
+        reads = RoundReads(self.horizon)
         for site_id, site in state.sites.items():
             why = self._stale(state, site_id, now)
             if why is not None:
                 stale[site_id] = why
                 continue
             cap = self.restoring.get(site_id)
-            view = build_snapshot(state, site, self.horizon, now=now, mining_cap_mw=cap)
+            view = build_snapshot(
+                state, site, self.horizon, now=now, mining_cap_mw=cap, reads=reads
+            )
             if view is not None:
                 views[site_id] = view
         changed = sorted(

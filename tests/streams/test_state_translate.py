@@ -19,7 +19,7 @@ from schemas import (
 )
 from streams.sites import Fleet
 from streams.state import FleetState, UnknownSiteError
-from streams.translate import build_snapshot, decision_id, to_decision
+from streams.translate import RoundReads, build_snapshot, decision_id, to_decision
 from tests.conftest import mining_site
 from tests.e2e.harness import telemetry
 
@@ -174,6 +174,24 @@ def test_decision_ids_are_deterministic_and_change_with_inputs(state: FleetState
     assert decision_id("site-a", T0, first.input_version) != decision_id(
         "site-a", T0, changed.input_version
     )
+
+
+def test_sites_of_one_node_share_a_round_s_reads_and_get_the_same_snapshots() -> None:
+    fleet = Fleet(sites=(mining_site(), mining_site(site_id="site-b")))
+    state = FleetState(fleet)
+    state.apply(hashprice())
+    for k in range(3):
+        state.apply(price(k, 20.0 + k))
+    reads = RoundReads(H4)
+    shared = {s: build_snapshot(state, site, H4, reads=reads) for s, site in state.sites.items()}
+    alone = {s: build_snapshot(state, site, H4) for s, site in state.sites.items()}
+    for site_id in ("site-a", "site-b"):
+        view, own = shared[site_id], alone[site_id]
+        assert view is not None and own is not None
+        assert view.input_version == own.input_version  # the same inputs, read once
+        assert view.snapshot.price_usd_per_mwh.tolist() == [22.0, 22.0, 22.0, 22.0]
+    curve = state.prices["HB_SOUTH"]
+    assert reads.read(curve, T0 + 2 * Q) is reads.read(curve, T0 + 2 * Q)
 
 
 def test_to_decision_validates_against_the_contract(state: FleetState) -> None:
