@@ -79,6 +79,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_max_batch_size=settings.producer_batch_bytes,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,

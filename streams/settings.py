@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(
         default=2, ge=0, le=10_000, description="Producer batching delay."
     )
+    # A decision with its 35-step horizon is ~8 kB: at aiokafka's default (16 kB) a round of
+    # 200 decisions went out two per batch, each batch waiting for the one before (~0.4 s).
+    producer_batch_bytes: int = Field(
+        default=512 * 1024,
+        ge=1_024,
+        le=1_000_000,
+        description="Largest producer batch per partition (decisions of a round go together).",
+    )
     debounce_ms: int = Field(
         default=10, ge=0, le=60_000, description="Coalesce bursts of prices, carbon and signals."
     )
