@@ -10,12 +10,17 @@ changed since their last decision. A site is never left without a decision:
   in staggered steps of ``restore_fraction`` of capacity per decision;
 - when the solver fails, each site holds its last plan while that plan still covers the
   interval, else gets the fail-safe; both are flagged and counted.
+
+A worker of a scaled-out fleet decides only its own sites (:meth:`Decider.set_scope`): it
+neither solves nor fail-safes sites it does not own (whose inputs it may never see), and it
+keeps its share of the fleet-wide quantities: the carbon budget by interconnect capacity, each
+inference pool's demand by its eligible sites.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -80,6 +85,21 @@ class Decider:
         self.last_decision: dict[str, DispatchDecision] = {}
         self.restoring: dict[str, float] = {}  # site -> mining cap while coming back (MW)
         self.fallbacks: Counter[str] = Counter()
+        self.scope: frozenset[str] | None = None  # the sites decided here; None = every site
+        self.budget_share = 1.0
+        self.pool_share: dict[str, float] = {}
+
+    def set_scope(self, site_ids: frozenset[str], fleet: Mapping[str, SiteConfig]) -> None:
+        """Decide only ``site_ids`` of ``fleet`` and prorate the fleet-wide quantities to them."""
+        self.scope = site_ids
+        total = sum(site.interconnect_mw for site in fleet.values())
+        mine = sum(site.interconnect_mw for sid, site in fleet.items() if sid in site_ids)
+        self.budget_share = mine / total if total > 0 else 0.0
+        sites = tuple(fleet.values())
+        for pool in self.pools:
+            eligible = [site_id for site_id, _ in pool.eligible(sites)]
+            served = sum(1 for site_id in eligible if site_id in site_ids)
+            self.pool_share[pool.pool_id] = served / len(eligible) if eligible else 0.0
 
     # ------------------------------------------------------------------ rounds
     def prepare(
@@ -90,6 +110,8 @@ class Decider:
         stale: dict[str, tuple[datetime, str]] = {}
         reads = RoundReads(self.horizon)
         for site_id, site in state.sites.items():
+            if self.scope is not None and site_id not in self.scope:
+                continue  # another worker's site
             why = self._stale(state, site_id, now)
             if why is not None:
                 stale[site_id] = why
@@ -146,16 +168,19 @@ class Decider:
             self.models[key] = model
         n = self.horizon.n_steps
         by_id = {pool.pool_id: pool for pool in self.pools}
+        share = self.pool_share
         snapshot = FleetSnapshot(
             sites={k: v.snapshot for k, v in views.items()},
             pools={
                 p.pool_id: PoolSnapshot(
-                    demand_mw=np.full(n, by_id[p.pool_id].demand_mw),
+                    demand_mw=np.full(n, by_id[p.pool_id].demand_mw * share.get(p.pool_id, 1.0)),
                     value_usd_per_mwh=np.full(n, by_id[p.pool_id].value_usd_per_mwh),
                 )
                 for p in pools
             },
-            carbon_budget_t=self.carbon_budget_t,
+            carbon_budget_t=(
+                None if self.carbon_budget_t is None else self.carbon_budget_t * self.budget_share
+            ),
         )
         return model.plan(snapshot)
 

@@ -78,6 +78,7 @@ class Planner:
     def own(self, site_ids: frozenset[str]) -> None:
         """Decide only these sites from now on (a rebalance moved partitions)."""
         self.owned = site_ids
+        self.decider.set_scope(site_ids, self.state.sites)
         self._dirty = {s: t for s, t in self._dirty.items() if s in site_ids}
 
     def mark_dirty(self, site_ids: frozenset[str], trigger: Trigger) -> None:

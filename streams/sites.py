@@ -96,12 +96,16 @@ class PoolConfig(BaseModel):
     sites: dict[str, float] = Field(default_factory=dict)
 
     def eligible(self, fleet_sites: tuple[SiteConfig, ...]) -> tuple[tuple[str, float], ...]:
+        """The sites among ``fleet_sites`` that may serve this pool, with their penalties."""
         out = {
             s.site_id: self.regions[s.carbon_region]
             for s in fleet_sites
             if s.carbon_region in self.regions
         }
-        out.update(self.sites)
+        present = {s.site_id for s in fleet_sites}
+        # A site named by id that is not in this model (not ready yet, another worker's) cannot
+        # serve here: the model would reject an unknown site.
+        out.update({site_id: p for site_id, p in self.sites.items() if site_id in present})
         return tuple(sorted(out.items()))
 
 
