@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 
 from optimizer import Horizon
+from schemas import DispatchDecision
 from streams.decide import Decider
+from streams.planner import Planner
 from streams.sites import Fleet, PoolConfig
 from streams.state import FleetState
 from tests.conftest import mining_site
@@ -70,3 +72,17 @@ def test_fleet_wide_quantities_are_prorated_to_the_scope() -> None:
     decider.set_scope(frozenset({"site-a", "site-b"}), FleetState(fleet).sites)
     assert decider.budget_share == pytest.approx(1.0)
     assert decider.pool_share == {"chat": pytest.approx(1.0)}
+
+
+async def test_the_planner_hands_its_partitions_sites_to_the_decider() -> None:
+    fleet = two_node_fleet()
+    state = FleetState(fleet)
+    decider = Decider(H4, pools=fleet.pools)
+
+    async def publish(decision: DispatchDecision) -> None:
+        raise AssertionError("nothing is decided here")
+
+    planner = Planner(state, publish, decider, debounce_s=0.0)
+    planner.own(frozenset({"site-b"}))
+    assert decider.scope == frozenset({"site-b"})
+    assert decider.pool_share == {"chat": pytest.approx(0.5)}
