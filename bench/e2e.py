@@ -44,14 +44,14 @@ import aiohttp  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from schemas import HashpriceEvent, PriceEvent, TelemetryEvent  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.codec import encode  # noqa: E402
-from streams.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history  # noqa: E402
-from streams.keys import event_key  # noqa: E402
+from schemas.keys import event_key  # noqa: E402
+from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history  # noqa: E402
+from streams.engine.codec import encode  # noqa: E402
+from streams.engine.fleet import load_fleet  # noqa: E402
+from streams.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
-from streams.sites import load_fleet  # noqa: E402
-from streams.spawn import spawn_worker  # noqa: E402
-from streams.worker import running_worker  # noqa: E402
+from streams.worker.service import running_worker  # noqa: E402
+from streams.worker.spawn import spawn_worker  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # --debounce-ms / --telemetry-debounce-ms: the workers' settings, else their defaults.

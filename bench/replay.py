@@ -27,12 +27,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
-from streams.broker import EmbeddedBroker  # noqa: E402
-from streams.codec import encode  # noqa: E402
-from streams.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history  # noqa: E402
-from streams.keys import event_key  # noqa: E402
+from schemas.keys import event_key  # noqa: E402
+from streams.backtest.events import history_intervals  # noqa: E402
+from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history  # noqa: E402
+from streams.engine.codec import encode  # noqa: E402
+from streams.kafka.broker import EmbeddedBroker  # noqa: E402
 from streams.replay import replay_history  # noqa: E402
-from streams.replay_events import history_intervals  # noqa: E402
 from streams.sdk import Publisher  # noqa: E402
 
 
@@ -108,8 +108,8 @@ def main() -> int:
     print(f"  plain aiokafka     {figures['plain_aiokafka_events_per_s_p50']:>10,.0f} events/s")
     print(f"  ratio              {figures['replay_over_plain']:>10.2f}  (target >= 0.5)")
     if not args.skip_backtest:
-        from streams.report import run_backtest  # noqa: PLC0415
-        from streams.scenario import load_scenario, scenario_paths  # noqa: PLC0415
+        from streams.backtest.report import run_backtest  # noqa: PLC0415
+        from streams.backtest.scenario import load_scenario, scenario_paths  # noqa: PLC0415
 
         path = scenario_paths()["northern-data"]
         started = time.perf_counter()

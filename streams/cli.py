@@ -19,7 +19,7 @@ import click
 
 from schemas import INPUT_TOPICS, DispatchDecision, json_schemas
 from streams.errors import GridshiftError
-from streams.security import aiokafka_options
+from streams.kafka.security import aiokafka_options
 from streams.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -97,8 +97,8 @@ def worker(
     ctx: click.Context, bootstrap: str | None, topic_prefix: str | None, sites_file: Path | None
 ) -> None:
     """Run the dispatch service until Ctrl-C (or SIGTERM)."""
-    from streams.sites import load_fleet  # noqa: PLC0415
-    from streams.worker import serve  # noqa: PLC0415
+    from streams.engine.fleet import load_fleet  # noqa: PLC0415
+    from streams.worker.service import serve  # noqa: PLC0415
 
     settings = _settings(
         ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, sites_file=sites_file
@@ -110,7 +110,7 @@ def worker(
 @click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: a free one).")
 def broker(port: int | None) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
-    from streams.broker import EmbeddedBroker  # noqa: PLC0415
+    from streams.kafka.broker import EmbeddedBroker  # noqa: PLC0415
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -262,7 +262,7 @@ def demo(
     from zoneinfo import ZoneInfo  # noqa: PLC0415
 
     from streams.demo import run_demo  # noqa: PLC0415
-    from streams.sites import load_fleet  # noqa: PLC0415
+    from streams.engine.fleet import load_fleet  # noqa: PLC0415
 
     settings = _settings(ctx, kafka_bootstrap=bootstrap, data_dir=data_dir, sites_file=sites_file)
     if settings.data_dir is None:
@@ -321,8 +321,8 @@ def backtest(
     out: Path | None,
 ) -> None:
     """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle."""
-    from streams.report import markdown_table, run_backtest, summary_rows, write_report  # noqa: PLC0415
-    from streams.scenario import load_scenario, resolve_scenario  # noqa: PLC0415
+    from streams.backtest.report import markdown_table, run_backtest, summary_rows, write_report  # noqa: PLC0415
+    from streams.backtest.scenario import load_scenario, resolve_scenario  # noqa: PLC0415
 
     settings = _settings(ctx, data_dir=data_dir)
     if settings.data_dir is None:
@@ -382,7 +382,7 @@ def replay(
     """Publish a grid history (CSV/Parquet, gridstatus export, or mapped) into the input topics."""
     import pandas as pd  # noqa: PLC0415
 
-    from streams.history import ercot_mapping_path, load_mapping, read_history  # noqa: PLC0415
+    from streams.backtest.history import ercot_mapping_path, load_mapping, read_history  # noqa: PLC0415
     from streams.replay import replay_history  # noqa: PLC0415
     from streams.sdk import Publisher  # noqa: PLC0415
 

@@ -20,21 +20,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from schemas import DispatchDecision
-from streams.errors import GridshiftError
-from streams.history import (
+from streams.backtest.events import IntervalBatch, history_intervals
+from streams.backtest.history import (
     ERCOT_REPLAY,
     data_file,
     ercot_mapping_path,
     load_mapping,
     read_history,
 )
-from streams.replay_events import IntervalBatch, history_intervals
+from streams.backtest.synthetic import SYNTHETIC_LABEL, synthetic_week
+from streams.engine.fleet import Fleet, SiteConfig
+from streams.errors import GridshiftError
+from streams.kafka.security import aiokafka_options
 from streams.sdk import DecisionSubscriber, Publisher
-from streams.security import aiokafka_options
 from streams.settings import Settings
-from streams.sites import Fleet, SiteConfig
-from streams.synthetic import SYNTHETIC_LABEL, synthetic_week
-from streams.worker import bootstrap_servers, running_worker
+from streams.worker.service import bootstrap_servers, running_worker
 
 DEFAULT_WEEK_START = datetime(2024, 8, 18, 5, 0, tzinfo=UTC)  # 2024-08-18 00:00 CDT
 DISPLAY_TZ = ZoneInfo("America/Chicago")

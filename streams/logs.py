@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-
-from streams.connectivity import RepeatFilter
 
 _NOISY = ("faust", "mode", "aiokafka", "kafka", "venusian")
 
@@ -39,3 +39,36 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a repeated warning or error of the client libraries (same logger and template)
+    through once per ``interval_s``; the next one that passes says how many were folded."""
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._folded: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._folded[key] = self._folded.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        folded = self._folded.pop(key, 0)
+        if folded:
+            record.msg = f"{record.msg} (and {folded} similar in the last {self.interval_s:.0f}s)"
+        return True

@@ -14,8 +14,8 @@ from datetime import datetime
 
 from tqdm import tqdm
 
-from streams.history import GridHistory
-from streams.replay_events import history_intervals
+from streams.backtest.events import history_intervals
+from streams.backtest.history import GridHistory
 from streams.sdk import Publisher
 
 

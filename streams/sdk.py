@@ -23,9 +23,9 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 from schemas import DECISION_TOPIC, INPUT_TOPICS, TOPICS_BY_NAME, DispatchDecision
-from streams.codec import encode
+from schemas.keys import event_key
+from streams.engine.codec import encode
 from streams.errors import GridshiftError
-from streams.keys import event_key
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.sites import Fleet, SiteConfig
+from streams.engine.fleet import Fleet
+from tests.factories import mining_site
+from streams.kafka.broker import EmbeddedBroker
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,24 +45,6 @@ def data_dir() -> Path:
     if found is None:
         pytest.skip("real data folder not found: set GRIDSHIFT_DATA_DIR or put ../shared/data")
     return found
-
-
-def mining_site(**overrides: object) -> SiteConfig:
-    """A site whose numbers are easy to check by hand: pue 1, 20 J/TH, 30 MW interconnect."""
-    values: dict[str, object] = {
-        "site_id": "site-a",
-        "price_node": "HB_SOUTH",
-        "carbon_region": "ERCOT",
-        "interconnect_mw": 30.0,
-        "pue": 1.0,
-        "mining_capacity_mw": 25.0,
-        "miner_efficiency_j_per_th": 20.0,
-        "gpu_capacity_mw": 8.0,
-        "gpu_floor_mw": 5.0,
-        "gpu_value_usd_per_mwh": 1600.0,
-    }
-    values.update(overrides)
-    return SiteConfig.model_validate(values)
 
 
 @pytest.fixture

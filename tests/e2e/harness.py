@@ -11,14 +11,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from schemas import DispatchDecision, HashpriceEvent, PriceEvent, TelemetryEvent
-from streams.app import Worker
+from schemas import DispatchDecision
+from streams.engine.fleet import Fleet
 from streams.settings import Settings, load_settings
-from streams.sites import Fleet
-from streams.worker import running_worker
+from streams.worker.app import Worker
+from streams.worker.service import running_worker
 
-T0 = datetime(2024, 8, 20, 17, 0, tzinfo=UTC)
-Q = timedelta(minutes=15)
 WAIT_S = 30.0
 
 
@@ -32,33 +30,6 @@ def worker_settings(prefix: str, **overrides: Any) -> Settings:
 async def worker_on(bootstrap: str, fleet: Fleet, settings: Settings) -> AsyncIterator[Worker]:
     async with running_worker(settings, fleet, bootstrap) as worker:
         yield worker
-
-
-def price(k: int, value: float, node: str = "HB_SOUTH") -> PriceEvent:
-    return PriceEvent(
-        interval_start=T0 + k * Q, interval_end=T0 + (k + 1) * Q, node=node, price_usd_per_mwh=value
-    )
-
-
-def hashprice(value: float = 0.048) -> HashpriceEvent:
-    day = T0.replace(hour=0)
-    return HashpriceEvent(
-        interval_start=day, interval_end=day + timedelta(days=1), hashprice_usd_per_th_day=value
-    )
-
-
-def telemetry(site_id: str, k: int, *, t0: datetime = T0, **fields: Any) -> TelemetryEvent:
-    """Telemetry for interval k after t0 (defaults: 10 MW mining, 8 MW GPU, 25 MW ready)."""
-    values: dict[str, Any] = {
-        "mining_mw": 10.0,
-        "gpu_mw": 8.0,
-        "miners_online": 100,
-        "mining_available_mw": 25.0,
-        **fields,
-    }
-    return TelemetryEvent(
-        interval_start=t0 + k * Q, interval_end=t0 + (k + 1) * Q, site_id=site_id, **values
-    )
 
 
 def decided_at(site_id: str, start: datetime) -> Callable[[DispatchDecision], bool]:

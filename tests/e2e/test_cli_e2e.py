@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from schemas import DispatchDecision
-from streams.broker import EmbeddedBroker, free_port, kafka_api_versions_ok
+from streams.kafka.broker import EmbeddedBroker, free_port, kafka_api_versions_ok
 from tests.conftest import REPO
-from tests.e2e.harness import hashprice, price
+from tests.factories import hashprice, price
 from tests.streams.test_broker import wait_until
 
 pytestmark = pytest.mark.e2e

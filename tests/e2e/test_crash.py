@@ -12,11 +12,12 @@ from collections import Counter
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.engine.fleet import load_fleet
+from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
-from streams.sites import load_fleet
-from streams.spawn import spawn_worker
-from tests.e2e.harness import T0, DecisionLog, Q, decided_at, hashprice, price
+from streams.worker.spawn import spawn_worker
+from tests.e2e.harness import DecisionLog, decided_at
+from tests.factories import T0, Q, hashprice, price
 
 pytestmark = pytest.mark.e2e
 INTERVALS = 36

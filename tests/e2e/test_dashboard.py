@@ -17,10 +17,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from schemas import CarbonEvent
-from streams.broker import EmbeddedBroker
+from streams.engine.fleet import Fleet, load_fleet
+from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import Publisher
-from streams.sites import Fleet, load_fleet
-from tests.e2e.harness import T0, Q, hashprice, price, telemetry, worker_on, worker_settings
+from tests.e2e.harness import worker_on, worker_settings
+from tests.factories import T0, Q, hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -12,11 +12,12 @@ import aiohttp
 import pytest
 
 from schemas import INPUT_TOPICS, DispatchDecision
-from streams.app import Worker
-from streams.broker import EmbeddedBroker
-from streams.http import INPUT_BY_KIND
-from streams.sites import Fleet
-from tests.e2e.harness import hashprice, price, telemetry, worker_on, worker_settings
+from streams.engine.fleet import Fleet
+from streams.kafka.broker import EmbeddedBroker
+from streams.worker.app import Worker
+from streams.worker.http import INPUT_BY_KIND
+from tests.e2e.harness import worker_on, worker_settings
+from tests.factories import hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
 TOKEN = "t0k3n-for-tests"

@@ -13,12 +13,12 @@ import pytest
 
 from optimizer import Horizon
 from schemas import DispatchDecision
-from streams.backtest import run_gridshift, timeline
-from streams.broker import EmbeddedBroker
-from streams.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history
-from streams.replay_events import history_intervals
+from streams.backtest.events import history_intervals
+from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history
+from streams.backtest.run import run_gridshift, timeline
+from streams.engine.fleet import load_fleet
+from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
-from streams.sites import load_fleet
 from tests.e2e.harness import DecisionLog, worker_on, worker_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.data]

@@ -10,21 +10,12 @@ import logging
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.connectivity import RepeatFilter
-from streams.logs import LogfmtFormatter
+from streams.engine.fleet import load_fleet
+from streams.kafka.broker import EmbeddedBroker
+from streams.logs import LogfmtFormatter, RepeatFilter
 from streams.sdk import DecisionSubscriber, Publisher, PublishError
-from streams.sites import load_fleet
-from tests.e2e.harness import (
-    T0,
-    DecisionLog,
-    Q,
-    decided_at,
-    hashprice,
-    price,
-    worker_on,
-    worker_settings,
-)
+from tests.e2e.harness import DecisionLog, decided_at, worker_on, worker_settings
+from tests.factories import T0, Q, hashprice, price
 
 pytestmark = pytest.mark.e2e
 

@@ -17,21 +17,12 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from schemas import DispatchDecision, json_schemas
-from streams.app import Worker
-from streams.broker import EmbeddedBroker
+from streams.engine.fleet import Fleet
+from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
-from streams.sites import Fleet
-from tests.e2e.harness import (
-    T0,
-    WAIT_S,
-    DecisionLog,
-    Q,
-    hashprice,
-    price,
-    read_records,
-    worker_on,
-    worker_settings,
-)
+from streams.worker.app import Worker
+from tests.e2e.harness import WAIT_S, DecisionLog, read_records, worker_on, worker_settings
+from tests.factories import T0, Q, hashprice, price
 from tests.schemas.examples import VALID
 
 pytestmark = pytest.mark.e2e
@@ -193,7 +184,7 @@ async def test_a_fuzzed_batch_through_kafka_loses_nothing(
     every invalid one is dead-lettered with its reason, every valid one applied."""
     import random  # noqa: PLC0415
 
-    from tests.streams.fuzzcases import MAX_BYTES, case  # noqa: PLC0415
+    from tests.engine.fuzzcases import MAX_BYTES, case  # noqa: PLC0415
 
     rng = random.Random(2024)
     cases = [case(rng) for _ in range(150)]

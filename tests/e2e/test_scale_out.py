@@ -15,11 +15,12 @@ import aiohttp
 import pytest
 
 from schemas import DispatchDecision
-from streams.broker import EmbeddedBroker, free_port
-from streams.routing import partition_of
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.sdk import DecisionSubscriber, Publisher
-from streams.spawn import spawn_worker
-from tests.e2e.harness import T0, DecisionLog, Q, decided_at, hashprice, price, telemetry
+from streams.worker.routing import partition_of
+from streams.worker.spawn import spawn_worker
+from tests.e2e.harness import DecisionLog, decided_at
+from tests.factories import T0, Q, hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
 SITES = [f"site-{i:02d}" for i in range(8)]

@@ -8,14 +8,16 @@ from aiokafka import AIOKafkaProducer
 
 from optimizer import DispatchModel, Horizon
 from schemas import DispatchDecision
-from streams.broker import EmbeddedBroker
-from streams.codec import encode
+from streams.engine.codec import encode
+from streams.engine.decisions import to_decision
+from streams.engine.fleet import Fleet
+from streams.engine.snapshots import build_snapshot
+from streams.engine.state import FleetState
+from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher, PublishError
-from streams.sites import Fleet
-from streams.state import FleetState
-from streams.translate import build_snapshot, to_decision
-from tests.conftest import mining_site
-from tests.e2e.harness import DecisionLog, hashprice, price
+from tests.factories import mining_site
+from tests.e2e.harness import DecisionLog
+from tests.factories import hashprice, price
 
 pytestmark = pytest.mark.e2e
 

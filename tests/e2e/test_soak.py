@@ -12,11 +12,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 
-from streams.broker import EmbeddedBroker
-from streams.codec import encode
-from streams.keys import event_key
-from streams.lane import lane_group
-from tests.e2e.harness import hashprice, price, telemetry
+from schemas.keys import event_key
+from streams.engine.codec import encode
+from streams.kafka.broker import EmbeddedBroker
+from streams.worker.telemetry import lane_group
+from tests.factories import hashprice, price, telemetry
 from tests.e2e.test_crash import start_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from schemas import TOPICS
-from streams.metrics import Metrics
-from streams.routing import ROUTED_TOPIC
 from streams.settings import Settings
+from streams.worker.metrics import Metrics
+from streams.worker.routing import ROUTED_TOPIC
 from tests.conftest import REPO
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from streams.engine.fleet import example_sites_path, load_fleet
 from streams.errors import GridshiftError
 from streams.settings import load_settings
-from streams.sites import example_sites_path, load_fleet
 
 
 def test_the_example_fleet_loads_and_translates_to_specs() -> None:

@@ -1,0 +1,278 @@
+"""Deciding: from the fleet's state to dispatch decisions, the one code path shared by the live
+worker (through :class:`~streams.worker.replanner.Replanner`) and the offline backtest.
+
+A decision round builds every ready site's snapshot, solves the fleet jointly (one compiled
+model per set of ready sites), and returns decisions for the requested sites whose inputs
+changed since their last decision. A site is never left without a decision:
+
+- a site whose price feed is silent for longer than ``stale_price_after`` (by event time, so a
+  replay shows it too) gets the fail-safe decision; when the feed returns, its mining comes back
+  in staggered steps of ``restore_fraction`` of capacity per decision;
+- when the solver fails, each site holds its last plan while that plan still covers the
+  interval, else gets the fail-safe; both are flagged and counted.
+
+A worker of a scaled-out fleet decides only its own sites (:meth:`Decider.set_scope`): it
+neither solves nor fail-safes sites it does not own (whose inputs it may never see), and it
+keeps its share of the fleet-wide quantities: the carbon budget by interconnect capacity, each
+inference pool's demand by its eligible sites.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from optimizer import (
+    FleetModel,
+    FleetPlan,
+    FleetSnapshot,
+    FleetSpec,
+    Horizon,
+    OptimizerError,
+    PoolSnapshot,
+    PoolSpec,
+)
+from schemas import DispatchDecision, Trigger
+from streams.engine.decisions import to_decision
+from streams.engine.fallback import fail_safe, hold_last_plan
+from streams.engine.fleet import PoolConfig, SiteConfig
+from streams.engine.snapshots import RoundReads, SnapshotView, build_snapshot
+from streams.engine.state import FleetState
+
+
+@dataclass
+class Round:
+    """One decision round: fresh snapshots, the sites to decide, and the stale ones."""
+
+    views: dict[str, SnapshotView]
+    changed: list[str]
+    triggers: dict[str, Trigger]
+    sites: dict[str, SiteConfig]
+    stale: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # site -> (now, why)
+
+
+class Decider:
+    """Owns the compiled fleet models, the watchdog and what was last decided per site."""
+
+    def __init__(
+        self,
+        horizon: Horizon,
+        *,
+        pools: tuple[PoolConfig, ...] = (),
+        carbon_budget_t_per_day: float | None = None,
+        time_limit_s: float | None = None,
+        stale_price_after: timedelta | None = None,
+        failsafe_mining_fraction: float = 0.0,
+        restore_fraction: float = 0.25,
+    ) -> None:
+        self.horizon = horizon
+        self.pools = pools
+        self.time_limit_s = time_limit_s
+        self.stale_price_after = stale_price_after
+        self.failsafe_mining_fraction = failsafe_mining_fraction
+        self.restore_fraction = restore_fraction
+        # A daily cap prorated over the horizon's length (uniform over the day).
+        self.carbon_budget_t = (
+            None
+            if carbon_budget_t_per_day is None
+            else carbon_budget_t_per_day * sum(horizon.step_minutes) / (24 * 60)
+        )
+        self.models: dict[tuple[str, ...], FleetModel] = {}
+        self.last_version: dict[str, str] = {}
+        self.last_decision: dict[str, DispatchDecision] = {}
+        self.restoring: dict[str, float] = {}  # site -> mining cap while coming back (MW)
+        self.fallbacks: Counter[str] = Counter()
+        self.scope: frozenset[str] | None = None  # the sites decided here; None = every site
+        self.budget_share = 1.0
+        self.pool_share: dict[str, float] = {}
+
+    def set_scope(self, site_ids: frozenset[str], fleet: Mapping[str, SiteConfig]) -> None:
+        """Decide only ``site_ids`` of ``fleet`` and prorate the fleet-wide quantities to them."""
+        self.scope = site_ids
+        total = sum(site.interconnect_mw for site in fleet.values())
+        mine = sum(site.interconnect_mw for sid, site in fleet.items() if sid in site_ids)
+        self.budget_share = mine / total if total > 0 else 0.0
+        sites = tuple(fleet.values())
+        for pool in self.pools:
+            eligible = [site_id for site_id, _ in pool.eligible(sites)]
+            served = sum(1 for site_id in eligible if site_id in site_ids)
+            self.pool_share[pool.pool_id] = served / len(eligible) if eligible else 0.0
+
+    # ------------------------------------------------------------------ rounds
+    def prepare(
+        self, state: FleetState, triggers: dict[str, Trigger], now: datetime | None = None
+    ) -> Round:
+        """Snapshots of the fresh sites; stale sites set aside for the fail-safe."""
+        views: dict[str, SnapshotView] = {}
+        stale: dict[str, tuple[datetime, str]] = {}
+        reads = RoundReads(self.horizon)
+        for site_id, site in state.sites.items():
+            if self.scope is not None and site_id not in self.scope:
+                continue  # another worker's site
+            why = self._stale(state, site_id, now)
+            if why is not None:
+                stale[site_id] = why
+                continue
+            cap = self.restoring.get(site_id)
+            view = build_snapshot(
+                state, site, self.horizon, now=now, mining_cap_mw=cap, reads=reads
+            )
+            if view is not None:
+                views[site_id] = view
+        changed = sorted(
+            s for s in triggers if s in views and self.last_version.get(s) != views[s].input_version
+        )
+        stale = {
+            s: v
+            for s, v in stale.items()
+            if self.last_version.get(s) != f"stale|{v[0].isoformat()}"
+        }
+        return Round(views, changed, triggers, state.sites, stale)
+
+    def _stale(
+        self, state: FleetState, site_id: str, now: datetime | None
+    ) -> tuple[datetime, str] | None:
+        if self.stale_price_after is None:
+            return None
+        site = state.sites[site_id]
+        price_clock = state.clock(site)
+        event_clock = now or state.event_clock
+        if price_clock is None or event_clock is None:
+            return None
+        age = event_clock - price_clock
+        if age <= self.stale_price_after:
+            return None
+        minutes = age.total_seconds() / 60
+        return event_clock, f"price feed for {site.price_node} silent for {minutes:.0f} min"
+
+    def solve(self, views: dict[str, SnapshotView]) -> FleetPlan:
+        """One joint solve of every ready site (raises OptimizerError on failure)."""
+        key = tuple(sorted(views))
+        model = self.models.get(key)
+        sites = tuple(views[site_id].site for site_id in key)
+        pools = [
+            PoolSpec(pool.pool_id, eligible)
+            for pool in self.pools
+            if (eligible := pool.eligible(sites))
+        ]
+        if model is None:
+            spec = FleetSpec(
+                sites=tuple(site.spec() for site in sites),
+                pools=tuple(pools),
+                carbon_budget=self.carbon_budget_t is not None,
+            )
+            model = FleetModel(spec, self.horizon.n_steps, time_limit_s=self.time_limit_s)
+            self.models[key] = model
+        n = self.horizon.n_steps
+        by_id = {pool.pool_id: pool for pool in self.pools}
+        share = self.pool_share
+        snapshot = FleetSnapshot(
+            sites={k: v.snapshot for k, v in views.items()},
+            pools={
+                p.pool_id: PoolSnapshot(
+                    demand_mw=np.full(n, by_id[p.pool_id].demand_mw * share.get(p.pool_id, 1.0)),
+                    value_usd_per_mwh=np.full(n, by_id[p.pool_id].value_usd_per_mwh),
+                )
+                for p in pools
+            },
+            carbon_budget_t=(
+                None if self.carbon_budget_t is None else self.carbon_budget_t * self.budget_share
+            ),
+        )
+        return model.plan(snapshot)
+
+    def decisions(self, rnd: Round, plan: FleetPlan) -> list[DispatchDecision]:
+        """Optimal decisions for the changed sites, fail-safe ones for the stale sites."""
+        out = [to_decision(rnd.views[s], plan.sites[s], rnd.triggers[s], plan) for s in rnd.changed]
+        out += self._stale_decisions(rnd)
+        for decision in out:
+            self._remember(decision, rnd)
+        return out
+
+    def fallback_decisions(self, rnd: Round, reason: str) -> list[DispatchDecision]:
+        """The solver failed: hold each site's last plan if it covers now, else fail safe."""
+        out = []
+        for site_id in rnd.changed:
+            view = rnd.views[site_id]
+            last = self.last_decision.get(site_id)
+            held = hold_last_plan(last, view.now, rnd.triggers[site_id], reason) if last else None
+            out.append(
+                held
+                or fail_safe(
+                    view.site,
+                    view.now,
+                    view.step_ends[0] - view.now,
+                    rnd.triggers[site_id],
+                    reason,
+                    mining_fraction=self.failsafe_mining_fraction,
+                )
+            )
+        out += self._stale_decisions(rnd)
+        for decision in out:
+            self._remember(decision, rnd)
+        return out
+
+    def _stale_decisions(self, rnd: Round) -> list[DispatchDecision]:
+        step = self.horizon.step(0)
+        return [
+            fail_safe(
+                rnd.sites[site_id],
+                now,
+                step,
+                rnd.triggers.get(site_id, "timer"),
+                why,
+                mining_fraction=self.failsafe_mining_fraction,
+            )
+            for site_id, (now, why) in sorted(rnd.stale.items())
+        ]
+
+    def forget(self, site_ids: Iterable[str]) -> None:
+        """Let these sites be decided again on unchanged inputs (their round was not delivered)."""
+        for site_id in site_ids:
+            self.last_version.pop(site_id, None)
+
+    def _remember(self, decision: DispatchDecision, rnd: Round) -> None:
+        site_id = decision.site_id
+        self.last_decision[site_id] = decision
+        if decision.fallback == "none":
+            self.last_version[site_id] = rnd.views[site_id].input_version
+            cap = self.restoring.get(site_id)
+            if cap is not None:
+                capacity = rnd.views[site_id].site.mining_capacity_mw
+                step = capacity * self.restore_fraction
+                if cap + step >= capacity:
+                    del self.restoring[site_id]
+                else:
+                    self.restoring[site_id] = cap + step
+            return
+        self.fallbacks[decision.fallback] += 1
+        if site_id in rnd.stale:
+            now, _ = rnd.stale[site_id]
+            self.last_version[site_id] = f"stale|{now.isoformat()}"
+            # Coming back, mining restarts from the fail-safe level in staggered steps.
+            capacity = rnd.sites[site_id].mining_capacity_mw
+            self.restoring[site_id] = decision.mining_mw + capacity * self.restore_fraction
+
+    def decide(
+        self, state: FleetState, triggers: dict[str, Trigger], now: datetime | None = None
+    ) -> list[DispatchDecision]:
+        """One synchronous round: views, solve, decisions (used offline)."""
+        rnd = self.prepare(state, triggers, now)
+        if not rnd.changed:
+            return self.stale_only(rnd)
+        try:
+            plan = self.solve(rnd.views)
+        except OptimizerError as exc:
+            return self.fallback_decisions(rnd, f"solver failed: {exc}")
+        return self.decisions(rnd, plan)
+
+    def stale_only(self, rnd: Round) -> list[DispatchDecision]:
+        """Fail-safe decisions for the stale sites of a round with nothing to solve."""
+        out = self._stale_decisions(rnd)
+        for decision in out:
+            self._remember(decision, rnd)
+        return out

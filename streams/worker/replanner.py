@@ -1,0 +1,184 @@
+"""The debounced re-planner of the live worker: sites marked dirty by input events trigger one
+decision round of :class:`~streams.engine.decider.Decider`, solved off the event loop; each new
+decision is handed to ``publish``.
+
+Bursts coalesce: a round starts a debounce window after its first trigger, and while a round is
+solving, new triggers only mark sites dirty again. Telemetry, which arrives by the thousand per
+second and rarely changes a plan much, waits a longer window (``telemetry_debounce_s``) than the
+inputs an operator needs answered at once (prices, carbon, grid signals): one of those arriving
+cuts the wait short, so a price spike is never queued behind telemetry, and the round it starts
+takes every dirty site with it (the fleet is solved jointly anyway). A site whose inputs did not
+change since its last decision is not re-decided (same input version).
+
+A round that fails (its decisions could not be delivered, say the broker was away longer than
+the producer waits) is not dropped: its sites are marked dirty again, its inputs go back to the
+ledger unacked, and the round is retried after a capped exponential back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from optimizer import OptimizerError
+from schemas import DispatchDecision, Trigger
+from streams.engine.decider import Decider
+from streams.engine.state import FleetState
+from streams.worker import _heap as heap
+from streams.worker.acks import AckLedger
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[DispatchDecision], Awaitable[None]]
+
+
+class Replanner:
+    """Owns the dirty set and runs decision rounds; the :class:`Decider` owns the models."""
+
+    def __init__(
+        self,
+        state: FleetState,
+        publish: Publish,
+        decider: Decider,
+        *,
+        debounce_s: float,
+        telemetry_debounce_s: float | None = None,
+        ledger: AckLedger | None = None,
+        on_solve: Callable[[float], object] | None = None,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.rounds_failed = 0
+        self.ledger = ledger
+        self.on_solve = on_solve
+        self.state = state
+        self.publish = publish
+        self.decider = decider
+        self.debounce_s = debounce_s
+        self.telemetry_debounce_s = (
+            debounce_s if telemetry_debounce_s is None else telemetry_debounce_s
+        )
+        self.decisions_published = 0
+        self.solver_failures = 0
+        self._dirty: dict[str, Trigger] = {}
+        # The sites this worker decides (its partitions); None until the group assigns them.
+        self.owned: frozenset[str] | None = None
+        self._wake = asyncio.Event()
+        self._due: float | None = None  # monotonic time the next round starts; None = no round
+        # One solver thread: cvxpy problems are not shared across threads, and the event loop
+        # must never block on a solve.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridshift-solver")
+
+    def own(self, site_ids: frozenset[str]) -> None:
+        """Decide only these sites from now on (a rebalance moved partitions)."""
+        self.owned = site_ids
+        self.decider.set_scope(site_ids, self.state.sites)
+        self._dirty = {s: t for s, t in self._dirty.items() if s in site_ids}
+
+    def mark_dirty(self, site_ids: frozenset[str], trigger: Trigger) -> None:
+        if self.owned is not None:
+            site_ids = site_ids & self.owned
+        for site_id in site_ids:
+            self._dirty[site_id] = trigger  # the latest input is what the decision answers
+        if not site_ids:
+            return
+        window = self.telemetry_debounce_s if trigger == "telemetry" else self.debounce_s
+        due = time.monotonic() + window
+        if self._due is None or due < self._due:
+            self._due = due
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Solve dirty sites forever (until cancelled)."""
+        delay = self.retry_initial_s
+        models_settled = 0
+        try:
+            while True:
+                await self._wake.wait()
+                await self._debounce()
+                batch, self._dirty = self._dirty, {}
+                answered = self.ledger.take() if self.ledger else []
+                try:
+                    await self._replan(batch)
+                except Exception:
+                    # Keep serving. The inputs stay unacked (a restart reads them again) and the
+                    # round is retried here; a decision delivered twice keeps its id.
+                    self.rounds_failed += 1
+                    log.exception(
+                        "decision round failed sites=%d; inputs stay uncommitted, retry in %.1fs",
+                        len(batch),
+                        delay,
+                    )
+                    self._requeue(batch, answered)
+                    await asyncio.sleep(delay)  # back-off before the retry, not synchronisation
+                    delay = min(delay * 2, self.retry_max_s)
+                    continue
+                delay = self.retry_initial_s
+                if self.ledger:
+                    await self.ledger.release(answered)
+                if len(self.decider.models) != models_settled:
+                    # A new fleet model lives as long as the worker: out of the collector's way.
+                    heap.settle()
+                    models_settled = len(self.decider.models)
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _debounce(self) -> None:
+        """Wait until the round is due; a trigger that makes it due sooner wakes this early."""
+        while self._due is not None and (remaining := self._due - time.monotonic()) > 0:
+            self._wake.clear()
+            # Each pass ends at the deadline or at a trigger that moved it earlier: bounded.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+        self._due = None
+        self._wake.clear()
+
+    async def _deliver(self, decision: DispatchDecision) -> None:
+        await self.publish(decision)
+        self.decisions_published += 1
+
+    def _requeue(self, batch: dict[str, Trigger], answered: list[tuple[object, object]]) -> None:
+        """Put a failed round back: its sites dirty (newer triggers win), its inputs unacked."""
+        self.decider.forget(batch)
+        for site_id, trigger in batch.items():
+            self._dirty.setdefault(site_id, trigger)
+        if self.ledger:
+            self.ledger.restore(answered)
+        self._wake.set()
+
+    async def _replan(self, batch: dict[str, Trigger]) -> None:
+        decider = self.decider
+        rnd = decider.prepare(self.state, batch)
+        if rnd.changed:
+            loop = asyncio.get_running_loop()
+            try:
+                plan = await loop.run_in_executor(self._executor, decider.solve, rnd.views)
+            except OptimizerError as exc:
+                self.solver_failures += 1
+                log.exception("solve failed, publishing fallbacks sites=%s", ",".join(rnd.changed))
+                decisions = decider.fallback_decisions(rnd, f"solver failed: {exc}")
+            else:
+                decisions = decider.decisions(rnd, plan)
+                if self.on_solve is not None:
+                    self.on_solve(plan.wall_time_s)
+        else:
+            decisions = decider.stale_only(rnd)
+        for decision in decisions:
+            if decision.fallback != "none":
+                log.warning(
+                    "fallback decision site=%s kind=%s reason=%s",
+                    decision.site_id,
+                    decision.fallback,
+                    decision.fallback_reason,
+                )
+        # All of a round's decisions are in flight together: one producer batch, one wait,
+        # instead of a broker round trip (and a linger) per site.
+        await asyncio.gather(*(self._deliver(decision) for decision in decisions))
+        if rnd.views:
+            self.state.prune(min(view.now for view in rnd.views.values()))

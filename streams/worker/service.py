@@ -1,0 +1,167 @@
+"""Running the service: resolve the broker (given, or embedded), start the faust app in this
+event loop, serve until told to stop, and shut down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+from faust.exceptions import ConsumerNotStarted
+
+from streams.engine.fleet import Fleet
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.security import aiokafka_options
+from streams.kafka.watch import BrokerWatch, api_versions_probe, create_missing_topics
+from streams.sdk import Publisher
+from streams.settings import Settings
+from streams.worker import _heap as heap
+from streams.worker._background import background
+from streams.worker.app import Worker, build_worker
+from streams.worker.http import build_api, serving
+from streams.worker.recovery import rebuild_state
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def bootstrap_servers(settings: Settings) -> AsyncIterator[str]:
+    """The configured bootstrap, or an embedded broker's for as long as the context lasts."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    broker = EmbeddedBroker()
+    await asyncio.to_thread(broker.start)
+    log.info("embedded broker started bootstrap=%s pid=%s", broker.bootstrap, broker.pid)
+    try:
+        yield broker.bootstrap
+    finally:
+        await asyncio.to_thread(broker.stop)
+        log.info("embedded broker stopped")
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> AsyncIterator[Worker]:
+    """A started worker; stopped (offsets committed, producer flushed) when the context exits."""
+    worker = build_worker(settings, fleet, bootstrap)
+    rebuilt = await rebuild_state(settings, bootstrap, worker.state, aiokafka_options(settings))
+    if rebuilt:
+        log.info("state rebuilt from committed inputs events=%d", rebuilt)
+    # faust does not read telemetry (the lane does), so it would not create that topic.
+    await create_missing_topics(
+        bootstrap,
+        {worker.lane.topic: settings.topic_partitions},
+        aiokafka_options(settings),
+    )
+    await worker.lane.start()
+    worker.metrics.track_lag(lambda: consumer_lag(worker))
+    try:
+        await worker.app.start()
+    except BaseException:
+        await worker.lane.stop()
+        raise
+    stack = contextlib.AsyncExitStack()
+    try:
+        await stack.enter_async_context(background(worker.lane.run(), "gridshift.telemetry-lane"))
+        worker.watch = await stack.enter_async_context(_watching(settings, worker, bootstrap))
+        if settings.http_enabled:
+            worker.http_port = await stack.enter_async_context(
+                _http(settings, fleet, worker, bootstrap)
+            )
+            log.info("http api listening host=%s port=%s", settings.http_host, worker.http_port)
+        heap.settle()  # the started app lives as long as the worker
+        log.info(
+            "worker started app_id=%s sites=%d bootstrap=%s",
+            settings.app_id,
+            len(fleet.sites),
+            bootstrap,
+        )
+        yield worker
+    finally:
+        await stack.aclose()
+        await worker.app.stop()
+        await worker.lane.stop()
+        log.info(
+            "worker stopped decisions=%d dead_lettered=%s",
+            worker.planner.decisions_published,
+            worker.counters.dead_lettered,
+        )
+
+
+def consumer_lag(worker: Worker) -> int:
+    """Input events assigned to this worker and not read yet: the faust agents' partitions
+    plus the telemetry lane's (from each consumer's last view of the high watermarks)."""
+    consumer: Any = worker.app.consumer
+    lag = worker.lane.lag()
+    try:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            read = consumer._read_offset.get(tp)  # faust keeps the last offset it read
+            lag += max(0, highwater - (read + 1 if read is not None else 0))
+    except ConsumerNotStarted:
+        pass  # faust's consumer is (re)starting: report what the lane knows
+    return lag
+
+
+def declared_topics(worker: Worker) -> dict[str, int]:
+    """Every topic the started faust app uses, with its partition count."""
+    default = worker.app.conf.topic_partitions
+    return {
+        name: topic.partitions or default for topic in worker.app.topics for name in topic.topics
+    }
+
+
+@contextlib.asynccontextmanager
+async def _watching(
+    settings: Settings, worker: Worker, bootstrap: str
+) -> AsyncIterator[BrokerWatch]:
+    """A :class:`BrokerWatch` task for as long as the worker runs."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    watch = BrokerWatch(
+        bootstrap,
+        api_versions_probe(host, int(port)),
+        declared_topics(worker),
+        client_options=aiokafka_options(settings),
+        on_change=worker.metrics.broker_reachable,
+    )
+    async with background(watch.run(), "gridshift.broker-watch"):
+        yield watch
+
+
+@contextlib.asynccontextmanager
+async def _http(
+    settings: Settings, fleet: Fleet, worker: Worker, bootstrap: str
+) -> AsyncIterator[int]:
+    """The HTTP API beside the worker, with its own publisher for HTTP writes."""
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    async with Publisher(
+        bootstrap, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
+    ) as publisher:
+        api = build_api(
+            fleet=fleet,
+            hub=worker.hub,
+            metrics=worker.metrics,
+            publisher=publisher,
+            token=settings.http_token.get_secret_value() if settings.http_token else None,
+            broker=(host, int(port)),
+            owned_sites=lambda: worker.ownership.sites,
+            lag=lambda: consumer_lag(worker),
+        )
+        async with serving(api, settings.http_host, settings.http_port) as bound:
+            yield bound
+
+
+async def serve(settings: Settings, fleet: Fleet) -> None:
+    """The ``gridshift worker`` service: run until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with bootstrap_servers(settings) as bootstrap, running_worker(settings, fleet, bootstrap):
+        await stop.wait()
+        log.info("stop requested, shutting down")

@@ -1,0 +1,265 @@
+"""State folding and snapshot translation: routing by node/region/site, past data only, and
+deterministic decision ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from optimizer import DispatchModel, Horizon
+from schemas import (
+    CarbonEvent,
+    ComputeDemandEvent,
+    GridSignalEvent,
+    HashpriceEvent,
+    PriceEvent,
+    TelemetryEvent,
+)
+from streams.engine.decisions import decision_id, to_decision
+from streams.engine.fleet import Fleet
+from streams.engine.snapshots import RoundReads, build_snapshot
+from streams.engine.state import FleetState, UnknownSiteError
+from tests.factories import mining_site
+from tests.factories import telemetry
+
+T0 = datetime(2024, 8, 20, 12, tzinfo=UTC)
+Q = timedelta(minutes=15)
+H4 = Horizon((15, 15, 15, 15))
+
+
+def price(k: int, value: float, node: str = "HB_SOUTH") -> PriceEvent:
+    return PriceEvent(
+        interval_start=T0 + k * Q, interval_end=T0 + (k + 1) * Q, node=node, price_usd_per_mwh=value
+    )
+
+
+def hashprice() -> HashpriceEvent:
+    return HashpriceEvent(
+        interval_start=T0 - timedelta(hours=12),
+        interval_end=T0 + timedelta(hours=12),
+        hashprice_usd_per_th_day=0.048,
+    )
+
+
+@pytest.fixture
+def state() -> FleetState:
+    fleet = Fleet(
+        sites=(
+            mining_site(),
+            mining_site(site_id="site-b", price_node="PJM_DOM", carbon_region="PJM"),
+        )
+    )
+    return FleetState(fleet)
+
+
+def test_events_route_to_the_sites_they_affect(state: FleetState) -> None:
+    assert state.apply(price(0, 20.0)).sites == {"site-a"}
+    assert state.apply(price(0, 20.0, node="NOBODY")).sites == frozenset()
+    assert state.apply(hashprice()).sites == {"site-a", "site-b"}
+    carbon = CarbonEvent(
+        interval_start=T0, interval_end=T0 + Q, region="PJM", average_intensity_g_per_kwh=350.0
+    )
+    assert state.apply(carbon).sites == {"site-b"}
+    signal = GridSignalEvent(
+        interval_start=T0,
+        interval_end=T0 + Q,
+        signal_id="s1",
+        signal_type="demand_response",
+        region="ERCOT",
+        limit_mw=5.0,
+    )
+    applied = state.apply(signal)
+    assert applied.sites == {"site-a"}
+    assert applied.trigger == "signal"
+
+
+def test_repeated_or_older_telemetry_changes_nothing_to_replan(state: FleetState) -> None:
+    assert state.apply(telemetry("site-a", 1)).sites == {"site-a"}
+    assert state.apply(telemetry("site-a", 1)).sites == frozenset()  # a repeat
+    assert state.apply(telemetry("site-a", 0)).sites == frozenset()  # older than what we hold
+    assert state.apply(telemetry("site-a", 1, mining_available_mw=9.0)).sites == {"site-a"}
+    assert state.telemetry["site-a"].mining_available_mw == 9.0
+    assert state.apply(telemetry("site-a", 2, mining_available_mw=9.0)).sites == {"site-a"}
+
+
+def test_site_scoped_event_for_an_unknown_site_raises(state: FleetState) -> None:
+    telemetry = TelemetryEvent(
+        interval_start=T0,
+        interval_end=T0 + Q,
+        site_id="ghost",
+        mining_mw=1.0,
+        gpu_mw=1.0,
+        miners_online=1,
+        mining_available_mw=1.0,
+    )
+    with pytest.raises(UnknownSiteError, match="ghost"):
+        state.apply(telemetry)
+
+
+def test_no_snapshot_until_price_and_hashprice_are_known(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    assert build_snapshot(state, site, H4) is None
+    state.apply(price(0, 20.0))
+    assert build_snapshot(state, site, H4) is None
+    state.apply(hashprice())
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    assert view.now == T0
+    assert "carbon intensity unknown for ERCOT: emissions assumed 0" in view.notes
+
+
+def test_snapshot_uses_only_data_known_at_its_clock(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    for k, value in enumerate([10.0, 20.0, 30.0]):
+        state.apply(price(k, value))
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    assert view.now == T0 + 2 * Q  # the newest price interval is "now"
+    # Nothing after now is known: the horizon holds the last value, and says so.
+    assert list(view.snapshot.price_usd_per_mwh) == [30.0, 30.0, 30.0, 30.0]
+    assert "price: 3 of 4 steps held at the last known value" in view.notes
+
+
+def test_telemetry_demand_and_signals_shape_the_snapshot(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    state.apply(telemetry("site-a", 0, t0=T0, mining_available_mw=12.5))
+    state.apply(
+        ComputeDemandEvent(
+            interval_start=T0,
+            interval_end=T0 + Q,
+            site_id="site-a",
+            contracted_floor_mw=2.0,
+            demand_mw=6.0,
+            value_usd_per_mwh=900.0,
+        )
+    )
+    state.apply(
+        GridSignalEvent(
+            interval_start=T0 + Q,
+            interval_end=T0 + 2 * Q,
+            signal_id="cp",
+            signal_type="coincident_peak",
+            site_id="site-a",
+            limit_mw=4.0,
+        )
+    )
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    snap = view.snapshot
+    assert list(snap.mining_available_mw) == [12.5] * 4
+    assert (snap.gpu_floor_mw[0], snap.gpu_demand_mw[0], snap.gpu_value_usd_per_mwh[0]) == (
+        2.0,
+        6.0,
+        900.0,
+    )
+    assert snap.signal_cap_mw[0] == np.inf
+    assert snap.signal_cap_mw[1] == 4.0
+
+
+def test_decision_ids_are_deterministic_and_change_with_inputs(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    first = build_snapshot(state, site, H4)
+    again = build_snapshot(state, site, H4)
+    assert first is not None and again is not None
+    assert first.input_version == again.input_version
+    state.apply(price(0, 25.0))  # a corrected price for the same interval
+    changed = build_snapshot(state, site, H4)
+    assert changed is not None and changed.input_version != first.input_version
+    assert decision_id("site-a", T0, first.input_version) != decision_id(
+        "site-a", T0, changed.input_version
+    )
+
+
+def test_sites_of_one_node_share_a_round_s_reads_and_get_the_same_snapshots() -> None:
+    fleet = Fleet(sites=(mining_site(), mining_site(site_id="site-b")))
+    state = FleetState(fleet)
+    state.apply(hashprice())
+    for k in range(3):
+        state.apply(price(k, 20.0 + k))
+    reads = RoundReads(H4)
+    shared = {s: build_snapshot(state, site, H4, reads=reads) for s, site in state.sites.items()}
+    alone = {s: build_snapshot(state, site, H4) for s, site in state.sites.items()}
+    for site_id in ("site-a", "site-b"):
+        view, own = shared[site_id], alone[site_id]
+        assert view is not None and own is not None
+        assert view.input_version == own.input_version  # the same inputs, read once
+        assert view.snapshot.price_usd_per_mwh.tolist() == [22.0, 22.0, 22.0, 22.0]
+    curve = state.prices["HB_SOUTH"]
+    assert reads.read(curve, T0 + 2 * Q) is reads.read(curve, T0 + 2 * Q)
+
+
+def test_to_decision_validates_against_the_contract(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 500.0))
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    decision = to_decision(view, DispatchModel(site.spec(), 4).plan(view.snapshot), "price")
+    assert decision.mining_mw == 0.0
+    assert decision.gpu_mw == pytest.approx(8.0)
+    assert len(decision.horizon) == 4
+    assert decision.interval_end - decision.interval_start == Q
+
+
+def test_coincident_peak_alert_prices_import_and_telemetry_feeds_the_ramp(
+    state: FleetState,
+) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    state.apply(
+        GridSignalEvent(
+            interval_start=T0 + Q,
+            interval_end=T0 + 2 * Q,
+            signal_id="4cp-1",
+            signal_type="coincident_peak",
+            region="ERCOT",
+            incentive_usd_per_mwh=200.0,
+        )
+    )
+    state.apply(telemetry("site-a", 0, t0=T0, mining_mw=7.0, battery_soc_mwh=1.5))
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    # $200/MWh expected over a 15-minute step is $50 per MW of import in that step.
+    assert list(view.snapshot.curve("peak_cost_usd_per_mw")) == [0.0, 50.0, 0.0, 0.0]
+    assert list(view.snapshot.signal_cap_mw) == [np.inf] * 4
+    assert view.snapshot.mining_now_mw == 7.0
+    assert view.snapshot.battery_soc_mwh == 1.5
+
+
+def test_horizon_steps_follow_the_mixed_horizon(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    view = build_snapshot(state, site, Horizon.mixed())
+    assert view is not None
+    assert len(view.step_starts) == 35
+    assert view.step_ends[0] - view.step_starts[0] == timedelta(minutes=5)
+    assert view.step_ends[-1] - view.step_starts[-1] == timedelta(hours=1)
+    assert view.step_ends[-1] == T0 + timedelta(hours=24)
+
+
+def test_day_ahead_prices_are_foresight_not_a_clock(state: FleetState) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    tomorrow = PriceEvent(
+        interval_start=T0 + 2 * Q,
+        interval_end=T0 + 3 * Q,
+        node="HB_SOUTH",
+        market="day_ahead",
+        price_usd_per_mwh=300.0,
+    )
+    state.apply(tomorrow)
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    assert view.now == T0  # still the newest real-time interval
+    assert list(view.snapshot.price_usd_per_mwh) == [20.0, 20.0, 300.0, 300.0]
+    assert "price: 2 of 4 steps held at the last known value" in view.notes
