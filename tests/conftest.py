@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streams.engine.fleet import Fleet
-from tests.factories import mining_site
 from streams.kafka.broker import EmbeddedBroker
+from tests.factories import mining_site
 
 REPO = Path(__file__).resolve().parent.parent
 

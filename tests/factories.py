@@ -31,7 +31,6 @@ def mining_site(**overrides: object) -> SiteConfig:
     return SiteConfig.model_validate(values)
 
 
-
 def price(k: int, value: float, node: str = "HB_SOUTH") -> PriceEvent:
     return PriceEvent(
         interval_start=T0 + k * Q, interval_end=T0 + (k + 1) * Q, node=node, price_usd_per_mwh=value

@@ -15,9 +15,8 @@ from streams.engine.snapshots import build_snapshot
 from streams.engine.state import FleetState
 from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher, PublishError
-from tests.factories import mining_site
 from tests.e2e.harness import DecisionLog
-from tests.factories import hashprice, price
+from tests.factories import hashprice, mining_site, price
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from schemas.keys import event_key
 from streams.engine.codec import encode
 from streams.kafka.broker import EmbeddedBroker
 from streams.worker.telemetry import lane_group
-from tests.factories import hashprice, price, telemetry
 from tests.e2e.test_crash import start_worker
+from tests.factories import hashprice, price, telemetry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 SECONDS = float(os.environ.get("GRIDSHIFT_SOAK_SECONDS", "60"))

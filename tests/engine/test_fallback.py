@@ -12,8 +12,7 @@ from schemas import Trigger
 from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
-from tests.factories import mining_site
-from tests.factories import T0, Q, hashprice, price, telemetry
+from tests.factories import T0, Q, hashprice, mining_site, price, telemetry
 
 H4 = Horizon((15, 15, 15, 15))
 SITE = "site-a"

@@ -12,8 +12,8 @@ from streams.engine.codec import Rejection
 from streams.engine.fleet import Fleet
 from streams.engine.ingest import ingest
 from streams.engine.state import Applied, FleetState
-from tests.factories import mining_site
 from tests.engine.fuzzcases import MAX_BYTES, case
+from tests.factories import mining_site
 
 FLEET = Fleet(sites=(mining_site(),))
 FUZZ_CASES = 1200

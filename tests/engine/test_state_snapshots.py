@@ -21,8 +21,7 @@ from streams.engine.decisions import decision_id, to_decision
 from streams.engine.fleet import Fleet
 from streams.engine.snapshots import RoundReads, build_snapshot
 from streams.engine.state import FleetState, UnknownSiteError
-from tests.factories import mining_site
-from tests.factories import telemetry
+from tests.factories import mining_site, telemetry
 
 T0 = datetime(2024, 8, 20, 12, tzinfo=UTC)
 Q = timedelta(minutes=15)

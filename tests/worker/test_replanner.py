@@ -18,8 +18,7 @@ from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
 from streams.worker.acks import AckLedger
 from streams.worker.replanner import Replanner
-from tests.factories import mining_site
-from tests.factories import T0, Q, hashprice, price, telemetry
+from tests.factories import T0, Q, hashprice, mining_site, price, telemetry
 
 H4 = Horizon((15, 15, 15, 15))
 

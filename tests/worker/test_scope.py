@@ -14,8 +14,7 @@ from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet, PoolConfig
 from streams.engine.state import FleetState
 from streams.worker.replanner import Replanner
-from tests.factories import mining_site
-from tests.factories import hashprice, price
+from tests.factories import hashprice, mining_site, price
 
 H4 = Horizon((15, 15, 15, 15))
 

@@ -21,8 +21,7 @@ from streams.worker.acks import AckLedger
 from streams.worker.replanner import Replanner
 from streams.worker.routing import partition_of
 from streams.worker.telemetry import TelemetryLane
-from tests.factories import mining_site
-from tests.factories import telemetry
+from tests.factories import mining_site, telemetry
 
 
 async def test_lane_folds_rejects_parks_and_commits_after_delivery(
