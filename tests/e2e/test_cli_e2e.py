@@ -16,7 +16,7 @@ from schemas import DispatchDecision
 from streams.kafka.broker import EmbeddedBroker, free_port, kafka_api_versions_ok
 from tests.conftest import REPO
 from tests.factories import hashprice, price
-from tests.streams.test_broker import wait_until
+from tests.kafka.test_broker import wait_until
 
 pytestmark = pytest.mark.e2e
 GRIDSHIFT = [sys.executable, "-m", "streams.cli"]
