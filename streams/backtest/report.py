@@ -108,7 +108,14 @@ def run_backtest(
         )
         seconds["gridshift"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        dispatch["oracle"] = run_oracle(fleet, act, progress=bar.update)
+        dispatch["oracle"] = run_oracle(
+            fleet,
+            history,
+            starts,
+            scenario.step_minutes,
+            carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
+            progress=bar.update,
+        )
         seconds["oracle"] = time.perf_counter() - clock
     dispatch["always_on"] = run_always_on(fleet, act)
     dispatch["threshold"] = run_threshold(fleet, act, lag)

@@ -11,8 +11,8 @@ Strategies:
 - ``always_on``: GPUs at demand, mining fills the rest of the interconnect, always.
 - ``threshold``: as always-on, but mining stops while the last known price is above the miners'
   break-even (what mining fleets do today).
-- ``oracle``: the fleet LP solved a day at a time with that day's actual prices and carbon known
-  in advance (perfect foresight); the bound against which regret is measured.
+- ``oracle``: the same engine round planning a day at a time with that day's actual prices and
+  carbon known in advance (perfect foresight); the bound against which regret is measured.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from optimizer import FleetModel, FleetSnapshot, FleetSpec, Horizon, PoolSnapshot, PoolSpec
-from optimizer import SiteSnapshot as CoreSnapshot
+from optimizer import Horizon
 from optimizer.value import (
     FloatArray,
     carbon_cost_usd_per_mwh,
@@ -265,54 +264,55 @@ def run_gridshift(
 
 
 def run_oracle(
-    fleet: Fleet, act: Actuals, *, window: int = 96, progress: Progress | None = None
+    fleet: Fleet,
+    history: GridHistory,
+    starts: list[datetime],
+    step_minutes: int,
+    *,
+    carbon_budget_t_per_day: float | None = None,
+    progress: Progress | None = None,
 ) -> Dispatch:
-    """Perfect foresight: each day solved at once with its actual prices and carbon."""
+    """Perfect foresight: each day planned at once, knowing that day's actual prices and carbon.
+
+    The plan comes from the same engine round as live decisions (snapshots built from a fleet
+    state, then the fleet model): only the state differs, holding the whole day in advance.
+    Every model feature (batteries, peak charges, pools, carbon budget) therefore reaches the
+    oracle exactly as it reaches the live strategy.
+    """
     sites = fleet.sites
-    n, k_total = len(sites), len(act.starts)
+    n, k_total = len(sites), len(starts)
     out = Dispatch.empty(n, k_total)
-    models: dict[int, FleetModel] = {}
+    events = [event for batch in history_intervals(history) for _, event in batch.events]
+    window = max(1, (24 * 60) // step_minutes)
+    deciders: dict[int, Decider] = {}
     for first in range(0, k_total, window):
         last = min(k_total, first + window)
         length = last - first
-        specs = FleetSpec(
-            sites=tuple(s.spec() for s in sites),
-            pools=tuple(PoolSpec(p.pool_id, e) for p in fleet.pools if (e := p.eligible(sites))),
+        decider = deciders.get(length) or deciders.setdefault(
+            length,
+            Decider(
+                Horizon((step_minutes,) * length),
+                pools=fleet.pools,
+                carbon_budget_t_per_day=carbon_budget_t_per_day,
+            ),
         )
-        model = models.get(length) or models.setdefault(length, FleetModel(specs, length))
-        ones = np.ones(length)
-        snapshot = FleetSnapshot(
-            sites={
-                s.site_id: CoreSnapshot(
-                    step_hours=ones * act.hours,
-                    price_usd_per_mwh=act.price[i, first:last],
-                    carbon_g_per_kwh=act.carbon[i, first:last],
-                    hashprice_usd_per_th_day=act.hashprice[first:last],
-                    gpu_value_usd_per_mwh=ones * s.gpu_value_usd_per_mwh,
-                    gpu_demand_mw=ones * s.firm_gpu_demand_mw,
-                    gpu_floor_mw=ones * s.gpu_floor_mw,
-                    mining_available_mw=ones * s.mining_capacity_mw,
-                    signal_cap_mw=ones * np.inf,
-                    carbon_price_usd_per_t=s.carbon_price_usd_per_t,
-                    onsite_cfe_mw=ones * s.onsite_cfe_mw,
-                    ppa_mw=ones * s.ppa_mw,
-                )
-                for i, s in enumerate(sites)
-            },
-            pools={
-                p.pool_id: PoolSnapshot(ones * p.demand_mw, ones * p.value_usd_per_mwh)
-                for p in fleet.pools
-                if p.eligible(sites)
-            },
-        )
-        plan = model.plan(snapshot)
+        begin, end = starts[first], starts[first] + timedelta(minutes=step_minutes * length)
+        state = FleetState(fleet)
+        for event in events:
+            if event.interval_end > begin and event.interval_start < end:  # type: ignore[attr-defined]
+                state.apply(event)  # type: ignore[arg-type]
+        rnd, plan = decider.plan_ahead(state, begin)
         for i, s in enumerate(sites):
-            site_plan = plan.sites[s.site_id]
+            site_plan = plan.sites.get(s.site_id)
+            if site_plan is None:
+                continue  # nothing known of this site's market that day
+            gpu_value = rnd.views[s.site_id].snapshot.gpu_value_usd_per_mwh
+            step_hours = rnd.views[s.site_id].snapshot.step_hours
             out.mining[i, first:last] = site_plan.mining_mw
             out.gpu[i, first:last] = site_plan.gpu_mw + site_plan.batch_mw
             out.routed[i, first:last] = site_plan.routed_gpu_mw
             out.routed_revenue_usd[i, first:last] = site_plan.gpu_revenue_usd - (
-                site_plan.gpu_mw * act.hours * s.gpu_value_usd_per_mwh
+                site_plan.gpu_mw * step_hours * gpu_value
             )
             out.grid_import[i, first:last] = site_plan.grid_import_mw
         if progress is not None:

@@ -55,6 +55,15 @@ class Round:
     stale: dict[str, tuple[datetime, str]] = field(default_factory=dict)  # site -> (now, why)
 
 
+@dataclass
+class RoundResult:
+    """What a round produced: its decisions, and the plan (or the solver error) behind them."""
+
+    decisions: list[DispatchDecision]
+    plan: FleetPlan | None = None
+    error: OptimizerError | None = None
+
+
 class Decider:
     """Owns the compiled fleet models, the watchdog and what was last decided per site."""
 
@@ -257,22 +266,31 @@ class Decider:
             capacity = rnd.sites[site_id].mining_capacity_mw
             self.restoring[site_id] = decision.mining_mw + capacity * self.restore_fraction
 
-    def decide(
-        self, state: FleetState, triggers: dict[str, Trigger], now: datetime | None = None
-    ) -> list[DispatchDecision]:
-        """One synchronous round: views, solve, decisions (used offline)."""
-        rnd = self.prepare(state, triggers, now)
+    def complete(self, rnd: Round) -> RoundResult:
+        """The rest of a prepared round: solve, then the decisions, or the fallbacks when the
+        solver fails; the stale sites' fail-safes either way. The one round sequence: the live
+        re-planner runs it in its solver thread, the backtest calls :meth:`decide`."""
         if not rnd.changed:
-            return self.stale_only(rnd)
+            out = self._stale_decisions(rnd)
+            for decision in out:
+                self._remember(decision, rnd)
+            return RoundResult(out)
         try:
             plan = self.solve(rnd.views)
         except OptimizerError as exc:
-            return self.fallback_decisions(rnd, f"solver failed: {exc}")
-        return self.decisions(rnd, plan)
+            return RoundResult(self.fallback_decisions(rnd, f"solver failed: {exc}"), error=exc)
+        return RoundResult(self.decisions(rnd, plan), plan=plan)
 
-    def stale_only(self, rnd: Round) -> list[DispatchDecision]:
-        """Fail-safe decisions for the stale sites of a round with nothing to solve."""
-        out = self._stale_decisions(rnd)
-        for decision in out:
-            self._remember(decision, rnd)
-        return out
+    def decide(
+        self, state: FleetState, triggers: dict[str, Trigger], now: datetime | None = None
+    ) -> list[DispatchDecision]:
+        """One round in this thread (offline): :meth:`prepare`, then :meth:`complete`."""
+        return self.complete(self.prepare(state, triggers, now)).decisions
+
+    def plan_ahead(self, state: FleetState, now: datetime) -> tuple[Round, FleetPlan]:
+        """The whole-horizon plan of every site at ``now`` from whatever ``state`` holds, built
+        and solved like a live round (the backtest's perfect-foresight oracle gives it a state
+        that already holds the future). Raises :class:`OptimizerError` when the solve fails."""
+        triggers: dict[str, Trigger] = dict.fromkeys(state.sites, "price")
+        rnd = self.prepare(state, triggers, now)
+        return rnd, self.solve(rnd.views)

@@ -24,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from optimizer import OptimizerError
 from schemas import DispatchDecision, Trigger
 from streams.engine.decider import Decider
 from streams.engine.state import FleetState
@@ -155,20 +154,18 @@ class Replanner:
     async def _replan(self, batch: dict[str, Trigger]) -> None:
         decider = self.decider
         rnd = decider.prepare(self.state, batch)
-        if rnd.changed:
-            loop = asyncio.get_running_loop()
-            try:
-                plan = await loop.run_in_executor(self._executor, decider.solve, rnd.views)
-            except OptimizerError as exc:
-                self.solver_failures += 1
-                log.exception("solve failed, publishing fallbacks sites=%s", ",".join(rnd.changed))
-                decisions = decider.fallback_decisions(rnd, f"solver failed: {exc}")
-            else:
-                decisions = decider.decisions(rnd, plan)
-                if self.on_solve is not None:
-                    self.on_solve(plan.wall_time_s)
-        else:
-            decisions = decider.stale_only(rnd)
+        loop = asyncio.get_running_loop()
+        # The same round sequence as the backtest's (Decider.complete), off the event loop.
+        result = await loop.run_in_executor(self._executor, decider.complete, rnd)
+        decisions = result.decisions
+        if result.error is not None:
+            self.solver_failures += 1
+            log.error(
+                "solve failed, publishing fallbacks",
+                extra={"sites": ",".join(rnd.changed), "error": str(result.error)},
+            )
+        if result.plan is not None and self.on_solve is not None:
+            self.on_solve(result.plan.wall_time_s)
         for decision in decisions:
             if decision.fallback != "none":
                 log.warning(
