@@ -99,6 +99,58 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         default=1_000_000, ge=1_024, description="Larger inputs are dead-lettered."
     )
+    # A dead letter must always fit in one produce request, whatever it rejects: the input's
+    # bytes beyond this are cut (its size and SHA-256 are kept), so base64 and the envelope stay
+    # far below producer_max_request_bytes.
+    dead_letter_payload_bytes: int = Field(
+        default=65_536,
+        ge=0,
+        le=262_144,
+        description="Bytes of a rejected input kept in its dead letter (size and SHA-256 always).",
+    )
+    producer_max_request_bytes: int = Field(
+        default=1_048_576,
+        ge=65_536,
+        description="Largest produce request (aiokafka max_request_size).",
+    )
+    # Which inputs may be dated ahead of the wall clock, and how far (item: no input may freeze
+    # the fleet). Only the live worker checks; a backtest has no wall clock.
+    max_clock_skew_s: float | None = Field(
+        default=300.0,
+        gt=0.0,
+        description="Observed inputs (real-time prices, telemetry, actual carbon) dated further "
+        "ahead of wall clock are dead-lettered; unset = no check.",
+    )
+    max_lookahead_s: float | None = Field(
+        default=14 * 86_400.0,
+        gt=0.0,
+        description="Forecasts, day-ahead prices, announced signals and demand windows starting "
+        "further ahead are dead-lettered; unset = no check.",
+    )
+    stale_telemetry_after_s: float = Field(
+        default=900.0,
+        gt=0.0,
+        description="Event-time age after which a site's telemetry no longer anchors ramps and "
+        "reductions (the plan says so in its notes).",
+    )
+    topic_check_interval_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=300.0,
+        description="How often the worker checks that every topic it reads or writes exists.",
+    )
+    health_decision_silence_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="/health is unhealthy when inputs arrived but no decision was made for this "
+        "long (wall clock); unset = not checked.",
+    )
+    health_max_clock_lag_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="/health is unhealthy when the decision clock is this far behind wall clock "
+        "(a live feed; not for replays of past data); unset = not checked.",
+    )
     # Four times aiokafka's default: fewer fetch round trips while a batch is being folded
     # (bench/e2e.py (a): ~100k -> ~125-160k telemetry events/s).
     telemetry_fetch_partition_bytes: int = Field(
@@ -124,6 +176,16 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8780, ge=0, le=65_535, description="HTTP port (0 = any).")
     http_token: SecretStr | None = Field(
         default=None, description="Bearer token for HTTP writes; unset = writes refused."
+    )
+    http_read_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for HTTP reads (the write token works too); unset = reads "
+        "need the write token, or are open on a loopback bind with no token set.",
+    )
+    http_allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,[::1]",
+        description="Host header values the browser-facing routes accept (comma-separated; "
+        "a port is ignored). Guards against DNS rebinding.",
     )
     web_enabled: bool = Field(default=False, description="faust's web server (off unless asked).")
     web_host: str = Field(default="127.0.0.1", description="Bind address of the web server.")

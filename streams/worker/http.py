@@ -14,18 +14,20 @@ import errno
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from schemas import INPUT_TOPICS, DispatchDecision
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
-from streams.kafka.broker import kafka_api_versions_ok
 from streams.sdk import Publisher
 from streams.worker.metrics import Metrics
+
+if TYPE_CHECKING:
+    from streams.worker.health import HealthReport
 
 SSE_QUEUE = 256  # per client; a slow client loses its oldest decisions, never the worker's memory
 
@@ -74,9 +76,7 @@ def build_api(
     metrics: Metrics,
     publisher: Publisher,
     token: str | None,
-    broker: tuple[str, int],
-    owned_sites: Callable[[], Iterable[str]] = lambda: (),
-    lag: Callable[[], int] = lambda: 0,
+    health: Callable[[], Awaitable[HealthReport]],
 ) -> web.Application:
     """The aiohttp application; ``publisher`` sends validated writes to the input topics."""
     routes = web.RouteTableDef()
@@ -151,20 +151,9 @@ def build_api(
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     @routes.get("/health")
-    async def health(_: web.Request) -> web.Response:
-        reachable = await asyncio.to_thread(kafka_api_versions_ok, *broker)
-        age = None if hub.last_at is None else round(time.monotonic() - hub.last_at, 3)
-        body = {
-            "status": "ok" if reachable else "degraded",
-            "broker_reachable": reachable,
-            "last_decision_age_s": age,
-            "consumer_lag": lag(),
-            "sites": len(fleet.sites),
-            # Scale-out: the sites this worker decides (its partitions) and has decided.
-            "sites_owned": sorted(owned_sites()),
-            "sites_decided": sorted(hub.latest),
-        }
-        return web.json_response(body, status=200 if reachable else 503)
+    async def healthcheck(_: web.Request) -> web.Response:
+        report = await health()
+        return web.json_response(report.body(), status=200 if report.healthy else 503)
 
     @routes.get("/metrics")
     async def prometheus(_: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from streams.settings import Settings
 from streams.worker import _heap as heap
 from streams.worker._background import background
 from streams.worker.app import Worker, build_worker
+from streams.worker.health import WorkerHealth
 from streams.worker.http import build_api, serving
 from streams.worker.recovery import rebuild_state
 
@@ -148,9 +149,13 @@ async def _http(
             metrics=worker.metrics,
             publisher=publisher,
             token=settings.http_token.get_secret_value() if settings.http_token else None,
-            broker=(host, int(port)),
-            owned_sites=lambda: worker.ownership.sites,
-            lag=lambda: consumer_lag(worker),
+            health=WorkerHealth(
+                broker=(host, int(port)),
+                hub=worker.hub,
+                sites=len(fleet.sites),
+                owned_sites=lambda: worker.ownership.sites,
+                lag=lambda: consumer_lag(worker),
+            ).report,
         )
         async with serving(api, settings.http_host, settings.http_port) as bound:
             yield bound
