@@ -178,9 +178,9 @@ async def gridshift_ingest(bootstrap: str, prefix: str, sites_file: Path, count:
         log_level="WARNING",
     )
     async with running_worker(settings, load_fleet(sites_file), bootstrap) as worker:
-        await worker.counters.wait_consumed(1, timeout_s=60)
+        await worker.metrics.wait_consumed(1, timeout_s=60)
         first = time.perf_counter()
-        await worker.counters.wait_consumed(count, timeout_s=600)
+        await worker.metrics.wait_consumed(count, timeout_s=600)
         return (count - 1) / (time.perf_counter() - first)
 
 

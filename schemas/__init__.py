@@ -11,7 +11,9 @@ from schemas.market import ComputeDemandEvent, HashpriceEvent
 from schemas.registry import (
     DEADLETTER_TOPIC,
     DECISION_TOPIC,
+    INPUT_ROUTES,
     INPUT_TOPICS,
+    SITE_KEYED_INPUTS,
     TOPICS,
     TOPICS_BY_NAME,
     TopicContract,
@@ -22,7 +24,9 @@ from schemas.site import TelemetryEvent
 __all__ = [
     "DEADLETTER_TOPIC",
     "DECISION_TOPIC",
+    "INPUT_ROUTES",
     "INPUT_TOPICS",
+    "SITE_KEYED_INPUTS",
     "TOPICS",
     "TOPICS_BY_NAME",
     "CarbonEvent",

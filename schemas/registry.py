@@ -1,5 +1,7 @@
-"""The topic table of the contract: each topic's name, the model its values follow, and what its
-key is. The stream app declares its faust topics from this table and nowhere else."""
+"""The topic table of the contract: each topic's name, the model its values follow, what its key
+is (and which fields make it), whether it is keyed by site, and its short HTTP route. The stream
+app declares its faust topics, message keys, routing and HTTP routes from this table and nowhere
+else."""
 
 from __future__ import annotations
 
@@ -24,23 +26,50 @@ class TopicContract:
     key: str
     description: str
     is_input: bool
+    #: The event fields whose first non-empty value is the message key (none: no key).
+    key_fields: tuple[str, ...] = ()
+    #: Keyed by site id, so a site's events land on its own partition without routing.
+    site_keyed: bool = False
+    #: The short HTTP ingest route (``POST /v1/<route>``) of an input topic.
+    route: str | None = None
 
 
 TOPICS: tuple[TopicContract, ...] = (
-    TopicContract("grid.price.v1", PriceEvent, "price node", "Node prices, $/MWh.", True),
-    TopicContract("grid.carbon.v1", CarbonEvent, "grid region", "Carbon intensity.", True),
     TopicContract(
-        "grid.signal.v1", GridSignalEvent, "region or site", "Grid requests and caps.", True
+        "grid.price.v1", PriceEvent, "price node", "Node prices, $/MWh.", True,
+        key_fields=("node",), route="prices",
     ),
-    TopicContract("site.telemetry.v1", TelemetryEvent, "site", "Site measurements.", True),
-    TopicContract("market.hashprice.v1", HashpriceEvent, "none", "Mining revenue.", True),
-    TopicContract("compute.demand.v1", ComputeDemandEvent, "site", "GPU demand and value.", True),
-    TopicContract("dispatch.decision.v1", DispatchDecision, "site", "Set-points and plan.", False),
+    TopicContract(
+        "grid.carbon.v1", CarbonEvent, "grid region", "Carbon intensity.", True,
+        key_fields=("region",), route="carbon",
+    ),
+    TopicContract(
+        "grid.signal.v1", GridSignalEvent, "region or site", "Grid requests and caps.", True,
+        key_fields=("site_id", "region"), route="signals",
+    ),
+    TopicContract(
+        "site.telemetry.v1", TelemetryEvent, "site", "Site measurements.", True,
+        key_fields=("site_id",), site_keyed=True, route="telemetry",
+    ),
+    TopicContract(
+        "market.hashprice.v1", HashpriceEvent, "none", "Mining revenue.", True,
+        route="hashprice",
+    ),
+    TopicContract(
+        "compute.demand.v1", ComputeDemandEvent, "site", "GPU demand and value.", True,
+        key_fields=("site_id",), site_keyed=True, route="compute-demand",
+    ),
+    TopicContract(
+        "dispatch.decision.v1", DispatchDecision, "site", "Set-points and plan.", False,
+        key_fields=("site_id",), site_keyed=True,
+    ),
     TopicContract("gridshift.deadletter.v1", DeadLetter, "original key", "Rejected inputs.", False),
-)
+)  # fmt: skip
 
 TOPICS_BY_NAME: dict[str, TopicContract] = {t.name: t for t in TOPICS}
 INPUT_TOPICS: tuple[str, ...] = tuple(t.name for t in TOPICS if t.is_input)
+SITE_KEYED_INPUTS: frozenset[str] = frozenset(t.name for t in TOPICS if t.is_input and t.site_keyed)
+INPUT_ROUTES: dict[str, str] = {t.route: t.name for t in TOPICS if t.route is not None}
 DECISION_TOPIC = "dispatch.decision.v1"
 DEADLETTER_TOPIC = "gridshift.deadletter.v1"
 

@@ -11,11 +11,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import faust
 
-from schemas import Trigger
+from schemas import SITE_KEYED_INPUTS, Trigger
 from streams.engine.codec import Rejection, dead_letter
 from streams.engine.ingest import ingest
 from streams.engine.state import FleetState
@@ -23,10 +23,7 @@ from streams.settings import Settings
 from streams.worker.acks import AckLedger
 from streams.worker.metrics import Metrics
 from streams.worker.replanner import Replanner
-from streams.worker.routing import SITE_KEYED, RoutingError, by_partition, frame, unframe
-
-if TYPE_CHECKING:
-    from streams.worker.app import Counters
+from streams.worker.routing import RoutingError, by_partition, frame, unframe
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +32,12 @@ Agent = Callable[[faust.StreamT[Any]], Coroutine[Any, Any, None]]
 
 @dataclass
 class Agents:
-    """Agent bodies sharing the worker's state, planner, ledger and counters."""
+    """Agent bodies sharing the worker's state, re-planner, ledger and metrics."""
 
     settings: Settings
     state: FleetState
     planner: Replanner
     ledger: AckLedger
-    counters: Counters
     metrics: Metrics
     dead_letters: faust.TopicT
     routed: faust.TopicT
@@ -55,15 +51,14 @@ class Agents:
             # Manual acks: an input is acked once what it caused is delivered to Kafka.
             manual = cast("faust.Stream[Any]", stream).noack()
             async for event in manual.events():
-                self.counters.count_in(topic_name)
-                self.metrics.events_in.labels(name).inc()
                 outcome = ingest(self.state, name, event.value, self.settings.max_message_bytes)
                 if isinstance(outcome, Rejection):
+                    self.metrics.count_in(name)
                     await self.reject(topic_name, event.message, outcome)
                     await manual.ack(event)
                     continue
-                self.counters.applied += 1
-                if name in SITE_KEYED and outcome.sites:
+                self.metrics.count_in(name, applied=1)
+                if name in SITE_KEYED_INPUTS and outcome.sites:
                     self.ledger.park(manual, event)
                     self.planner.mark_dirty(outcome.sites, outcome.trigger)
                 elif outcome.sites:
@@ -122,8 +117,6 @@ class Agents:
         """Dead-letter ``message`` (a faust or aiokafka record: partition, offset, key, value)
         with its reason; delivered before its offset may commit."""
         self.metrics.dead_lettered.labels(rejection.reason).inc()
-        dead = self.counters.dead_lettered
-        dead[rejection.reason] = dead.get(rejection.reason, 0) + 1
         log.warning(
             "dead-lettered topic=%s offset=%s reason=%s error=%s",
             topic,

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, INPUT_TOPICS, DeadLetter, DispatchDecision
@@ -31,34 +30,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Counters:
-    """What the worker has seen, for logs, tests and (later) metrics."""
-
-    events_in: dict[str, int] = field(default_factory=dict)
-    dead_lettered: dict[str, int] = field(default_factory=dict)
-    applied: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def count_in(self, topic: str, n: int = 1) -> None:
-        self.events_in[topic] = self.events_in.get(topic, 0) + n
-        self.changed.set()
-
-    async def wait_consumed(self, total: int, timeout_s: float) -> None:
-        """Wait until at least ``total`` input events were consumed (TimeoutError otherwise)."""
-        async with asyncio.timeout(timeout_s):
-            while sum(self.events_in.values()) < total:
-                self.changed.clear()
-                await self.changed.wait()
-
-
-@dataclass
 class Worker:
-    """The faust app with its state, planner, counters, metrics and decision hub."""
+    """The faust app with its state, re-planner, metrics and decision hub."""
 
     app: App
     state: FleetState
     planner: Replanner
-    counters: Counters
     metrics: Metrics
     hub: DecisionHub
     ownership: Ownership
@@ -102,8 +79,6 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         partitions=settings.topic_partitions,
     )
     state = FleetState(fleet)
-    counters = Counters()
-
     metrics = Metrics()
     hub = DecisionHub()
 
@@ -142,7 +117,6 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         state=state,
         planner=planner,
         ledger=ledger,
-        counters=counters,
         metrics=metrics,
         dead_letters=dead_letters,
         routed=app.topic(
@@ -155,9 +129,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
     telemetry_topic = settings.topic(TELEMETRY)
 
     def count_telemetry(consumed: int, applied: int) -> None:
-        counters.applied += applied
-        counters.count_in(telemetry_topic, consumed)
-        metrics.events_in.labels(TELEMETRY).inc(consumed)
+        metrics.count_in(TELEMETRY, consumed, applied)
 
     lane = TelemetryLane(
         topic=telemetry_topic,
@@ -206,7 +178,6 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         app=app,
         state=state,
         planner=planner,
-        counters=counters,
         metrics=metrics,
         hub=hub,
         ownership=ownership,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from schemas import INPUT_TOPICS, DispatchDecision
+from schemas import INPUT_ROUTES, INPUT_TOPICS, DispatchDecision
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 from streams.sdk import Publisher
@@ -58,17 +58,6 @@ class DecisionHub:
             self._clients.discard(queue)
 
 
-# Short routes per input kind, beside the generic /v1/events/{topic}.
-INPUT_BY_KIND = {
-    "telemetry": "site.telemetry.v1",
-    "prices": "grid.price.v1",
-    "carbon": "grid.carbon.v1",
-    "signals": "grid.signal.v1",
-    "hashprice": "market.hashprice.v1",
-    "compute-demand": "compute.demand.v1",
-}
-
-
 def build_api(
     *,
     fleet: Fleet,
@@ -92,11 +81,12 @@ def build_api(
             raise web.HTTPUnauthorized(text="missing or wrong bearer token")
 
     @routes.post("/v1/events/{topic}")
-    @routes.post("/v1/{kind:telemetry|prices|carbon|signals|hashprice|compute-demand}")
+    # Short routes per input kind (the contract's topic table), beside /v1/events/{topic}.
+    @routes.post("/v1/{kind:" + "|".join(INPUT_ROUTES) + "}")
     async def ingest(request: web.Request) -> web.Response:
         authorised(request)
         kind = request.match_info.get("kind")
-        topic = INPUT_BY_KIND[kind] if kind else request.match_info["topic"]
+        topic = INPUT_ROUTES[kind] if kind else request.match_info["topic"]
         if topic not in INPUT_TOPICS:
             raise web.HTTPNotFound(
                 text=f"not an input topic; choose from {', '.join(INPUT_TOPICS)}"

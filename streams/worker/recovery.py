@@ -16,11 +16,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import INPUT_TOPICS
+from schemas import INPUT_TOPICS, SITE_KEYED_INPUTS
 from streams.engine.ingest import ingest
 from streams.engine.state import Applied, FleetState
 from streams.settings import Settings
-from streams.worker.routing import ROUTED_TOPIC, SITE_KEYED, RoutingError, unframe
+from streams.worker.routing import ROUTED_TOPIC, RoutingError, unframe
 from streams.worker.telemetry import TELEMETRY, lane_group
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ async def rebuild_state(
     every site of an input decided it without routing it): catching up handed-over sites.
     """
     names = {settings.topic(name): name for name in (*INPUT_TOPICS, ROUTED_TOPIC)}
-    site_keyed = {settings.topic(name) for name in (*SITE_KEYED, ROUTED_TOPIC)}
+    site_keyed = {settings.topic(name) for name in (*SITE_KEYED_INPUTS, ROUTED_TOPIC)}
     probe = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=settings.app_id,

@@ -22,7 +22,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from schemas import TOPICS_BY_NAME
 
 ROUTED_TOPIC = "internal.site-inputs.v1"
-SITE_KEYED = frozenset({"site.telemetry.v1", "compute.demand.v1"})
 _SEP = b"\x00"
 _partitioner = DefaultPartitioner()
 

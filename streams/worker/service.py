@@ -88,7 +88,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
         log.info(
             "worker stopped decisions=%d dead_lettered=%s",
             worker.planner.decisions_published,
-            worker.counters.dead_lettered,
+            worker.metrics.dead_letters_by_reason(),
         )
 
 

@@ -11,11 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from schemas import INPUT_TOPICS, DispatchDecision
+from schemas import INPUT_ROUTES, INPUT_TOPICS, DispatchDecision
 from streams.engine.fleet import Fleet
 from streams.kafka.broker import EmbeddedBroker
 from streams.worker.app import Worker
-from streams.worker.http import INPUT_BY_KIND
 from tests.e2e.harness import worker_on, worker_settings
 from tests.factories import hashprice, price, telemetry
 
@@ -138,4 +137,4 @@ async def test_writes_are_refused_without_a_configured_token(
 
 
 def test_every_input_topic_has_a_short_route() -> None:
-    assert sorted(INPUT_BY_KIND.values()) == sorted(INPUT_TOPICS)
+    assert sorted(INPUT_ROUTES.values()) == sorted(INPUT_TOPICS)

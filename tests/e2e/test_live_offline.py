@@ -70,7 +70,7 @@ async def test_live_replay_equals_offline_backtest(broker: EmbeddedBroker, data_
                         await publisher.publish(topic, event)
                     await publisher.flush()
                     sent += len(group)
-                    await worker.counters.wait_consumed(sent, timeout_s=30)
+                    await worker.metrics.wait_consumed(sent, timeout_s=30)
                 for site in fleet.sites:
                     await log.wait_for(price_decision(site.site_id, batch.start))
             await log.close()

@@ -56,7 +56,7 @@ async def test_worker_and_publisher_ride_out_a_broker_restart(topic_prefix: str)
             await publisher.publish("market.hashprice.v1", hashprice())
             await publisher.publish("grid.price.v1", price(0, 25.0))
             await publisher.flush()
-            await worker.counters.wait_consumed(2, timeout_s=30)
+            await worker.metrics.wait_consumed(2, timeout_s=30)
 
             await asyncio.to_thread(broker.stop)
             await worker.watch.wait_for(up=False, timeout_s=10)

@@ -164,7 +164,7 @@ async def test_bad_input_is_dead_lettered_and_the_worker_keeps_deciding(
     assert "average_intensity_g_per_kwh" in letters["schema_violation"]["error"]
     assert "ghost-site" in letters["unknown_site"]["error"]
     assert letters["unknown_site"]["original_topic"] == topic_prefix + "site.telemetry.v1"
-    assert sum(worker.counters.dead_lettered.values()) == 3
+    assert sum(worker.metrics.dead_letters_by_reason().values()) == 3
 
 
 async def test_consumer_fetch_wait_is_the_configured_one(
@@ -198,9 +198,9 @@ async def test_a_fuzzed_batch_through_kafka_loses_nothing(
         for topic, raw, _ in cases:
             producer.produce(topic_prefix + topic, value=raw)
         assert await asyncio.to_thread(producer.flush, 10) == 0
-        await worker.counters.wait_consumed(len(cases), timeout_s=60)
-        assert worker.counters.dead_lettered == expected
-        assert worker.counters.applied == len(cases) - len(invalid)
+        await worker.metrics.wait_consumed(len(cases), timeout_s=60)
+        assert worker.metrics.dead_letters_by_reason() == expected
+        assert worker.metrics.applied() == len(cases) - len(invalid)
         records = await read_records(
             broker.bootstrap, topic_prefix + "gridshift.deadletter.v1", len(invalid)
         )
