@@ -85,7 +85,8 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
     from streams.logs import configure  # noqa: PLC0415 - keep `--help` fast
 
     ctx.obj = {"log_level": log_level}
-    configure(log_level or load_settings().log_level)
+    settings = load_settings()
+    configure(log_level or settings.log_level, settings.log_format)
 
 
 @cli.command()

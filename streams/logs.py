@@ -1,4 +1,9 @@
-"""Structured logs for the shell: one ``key=value`` line per event (logfmt), UTC timestamps.
+"""Structured logs for the shell: one line per event, logfmt (``key=value``) or JSON, UTC
+timestamps.
+
+A log call says what happened in ``msg`` and puts the facts in fields of the record
+(``log.info("worker started", extra={"sites": 3})``), so a log pipeline can filter on
+``sites`` without parsing text; the formatter writes every such field after ``msg``.
 
 faust, mode and aiokafka are chatty at INFO; they are held at WARNING unless DEBUG is asked for,
 and their repeated warnings (a reconnect loop logs tens a second) are folded, one line per 10 s.
@@ -6,34 +11,73 @@ and their repeated warnings (a reconnect loop logs tens a second) are folded, on
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 _NOISY = ("faust", "mode", "aiokafka", "kafka", "venusian")
 
 
+# Attributes every LogRecord has; anything else on a record was passed as a field (``extra``).
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of ``record`` (what the call passed as ``extra``)."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def _head(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+
+
 class LogfmtFormatter(logging.Formatter):
-    """``ts=... level=... logger=... msg="..."`` with the message's own key=value pairs kept."""
+    """``ts=... level=... logger=... msg="..." key=value ...``: the record's fields after msg."""
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        message = record.getMessage().replace('"', "'")
-        line = f'ts={ts} level={record.levelname.lower()} logger={record.name} msg="{message}"'
+        pairs = {**_head(record), **fields(record)}
         if record.exc_info:
-            line += " exc=" + repr(self.formatException(record.exc_info))
-        return line
+            pairs["exc"] = self.formatException(record.exc_info)
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in pairs.items())
 
 
-def configure(level: str = "INFO") -> None:
-    """Send logs to stderr in logfmt (idempotent)."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: the same keys as logfmt."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body = {**_head(record), **fields(record)}
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info)
+        return json.dumps(body, default=str)
+
+
+def _logfmt_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text and not any(c in text for c in ' "=\n\t'):
+        return text
+    return json.dumps(text)
+
+
+def configure(level: str = "INFO", fmt: str = "logfmt") -> None:
+    """Send logs to stderr as logfmt or JSON lines (idempotent)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     handler.addFilter(RepeatFilter(_NOISY))
     root.addHandler(handler)
     root.setLevel(level)

@@ -155,7 +155,10 @@ class Publisher:
                 raise PublishError(
                     f"broker did not acknowledge {len(failed)} events: {error}"
                 ) from error
-            log.warning("broker refused %d events (%s); sending them again", len(failed), error)
+            log.warning(
+                "broker refused events; sending them again",
+                extra={"events": len(failed), "error": str(error)},
+            )
             for record, _ in failed:
                 await self._send(record)
 
@@ -167,14 +170,16 @@ class Publisher:
         _, waiting = await asyncio.wait(futures, timeout=self.slow_ack_warning_s)
         if waiting:
             log.warning(
-                "waiting for the broker to acknowledge %d of %d events for %.0fs; "
+                "waiting for the broker to acknowledge events; "
                 "is it reachable? (aiokafka keeps reconnecting)",
-                len(waiting),
-                len(pending),
-                self.slow_ack_warning_s,
+                extra={
+                    "waiting": len(waiting),
+                    "pending": len(pending),
+                    "waited_s": self.slow_ack_warning_s,
+                },
             )
             await asyncio.wait(futures)
-            log.warning("broker answered the %d delayed events", len(waiting))
+            log.warning("broker answered the delayed events", extra={"events": len(waiting)})
         failed: list[tuple[_Record, KafkaError]] = []
         for future, record in pending:
             exc = future.exception()
@@ -241,7 +246,9 @@ class DecisionSubscriber:
                 decision = DispatchDecision.model_validate_json(message.value or b"")
             except ValidationError as exc:
                 self.invalid_skipped += 1
-                log.warning("skipping invalid decision offset=%s error=%s", message.offset, exc)
+                log.warning(
+                    "skipping invalid decision", extra={"offset": message.offset, "error": str(exc)}
+                )
                 continue
             if self._is_duplicate(decision.decision_id):
                 self.duplicates_dropped += 1

@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     log_level: str = Field(
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log verbosity."
     )
+    log_format: Literal["logfmt", "json"] = Field(
+        default="logfmt", description="Log lines as logfmt (key=value) or JSON objects."
+    )
 
     @model_validator(mode="after")
     def _horizon_fits(self) -> Self:

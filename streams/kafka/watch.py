@@ -57,7 +57,7 @@ async def create_missing_topics(
         if code == 0:
             created.append(topic)
         elif code != _TOPIC_ALREADY_EXISTS:
-            log.warning("could not create topic=%s error_code=%s", topic, code)
+            log.warning("could not create topic", extra={"topic": topic, "error_code": code})
     return created
 
 
@@ -92,21 +92,21 @@ class BrokerWatch:
             self._down_since = time.monotonic()
             self.outages += 1
             log.warning(
-                "broker unreachable bootstrap=%s: inputs stay in Kafka, decisions wait; "
+                "broker unreachable: inputs stay in Kafka, decisions wait; "
                 "reconnecting (client errors are summarised below)",
-                self.bootstrap,
+                extra={"bootstrap": self.bootstrap},
             )
         else:
             outage_s = time.monotonic() - (self._down_since or time.monotonic())
             recreated = await self._restore_topics()
             log.warning(
-                "broker reachable again bootstrap=%s after_s=%.1f topics_recreated=%d%s",
-                self.bootstrap,
-                outage_s,
-                len(recreated),
-                " (the broker kept nothing across its restart: " + ", ".join(recreated) + ")"
-                if recreated
-                else "",
+                "broker reachable again"
+                + (" (it kept nothing across its restart: topics recreated)" if recreated else ""),
+                extra={
+                    "bootstrap": self.bootstrap,
+                    "after_s": round(outage_s, 1),
+                    "topics_recreated": recreated,
+                },
             )
         self.up = reachable
         if self.on_change is not None:
@@ -119,7 +119,7 @@ class BrokerWatch:
                 self.bootstrap, self.partitions_by_topic, self.client_options
             )
         except KafkaError as exc:
-            log.warning("could not check topics after reconnect: %s", exc)
+            log.warning("could not check topics after reconnect", extra={"error": str(exc)})
             return []
         self.topics_recreated += len(recreated)
         return recreated

@@ -118,11 +118,13 @@ class Agents:
         with its reason; delivered before its offset may commit."""
         self.metrics.dead_lettered.labels(rejection.reason).inc()
         log.warning(
-            "dead-lettered topic=%s offset=%s reason=%s error=%s",
-            topic,
-            message.offset,
-            rejection.reason,
-            rejection.error,
+            "dead-lettered",
+            extra={
+                "topic": topic,
+                "offset": message.offset,
+                "reason": rejection.reason,
+                "error": rejection.error,
+            },
         )
         record = dead_letter(
             topic=topic,

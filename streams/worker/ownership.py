@@ -50,13 +50,14 @@ class Ownership:
             self.planner.own(sites)
         if gained and self.catch_up is not None:
             caught = await self.catch_up(gained)
-            log.info("caught up gained partitions=%s events=%d", sorted(gained), caught)
+            log.info(
+                "caught up gained partitions",
+                extra={"partitions": sorted(gained), "events": caught},
+            )
         if self.follow is not None:
             await self.follow(held)
         self.planner.own(sites)
         log.info(
-            "partitions assigned routed=%s sites_owned=%d of %d",
-            sorted(held),
-            len(sites),
-            len(self.site_ids),
+            "partitions assigned",
+            extra={"routed": sorted(held), "sites_owned": len(sites), "sites": len(self.site_ids)},
         )

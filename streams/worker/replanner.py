@@ -110,9 +110,8 @@ class Replanner:
                     # round is retried here; a decision delivered twice keeps its id.
                     self.rounds_failed += 1
                     log.exception(
-                        "decision round failed sites=%d; inputs stay uncommitted, retry in %.1fs",
-                        len(batch),
-                        delay,
+                        "decision round failed; inputs stay uncommitted",
+                        extra={"sites": len(batch), "retry_in_s": round(delay, 1)},
                     )
                     self._requeue(batch, answered)
                     await asyncio.sleep(delay)  # back-off before the retry, not synchronisation
@@ -169,10 +168,12 @@ class Replanner:
         for decision in decisions:
             if decision.fallback != "none":
                 log.warning(
-                    "fallback decision site=%s kind=%s reason=%s",
-                    decision.site_id,
-                    decision.fallback,
-                    decision.fallback_reason,
+                    "fallback decision",
+                    extra={
+                        "site": decision.site_id,
+                        "kind": decision.fallback,
+                        "reason": decision.fallback_reason,
+                    },
                 )
         # All of a round's decisions are in flight together: one producer batch, one wait,
         # instead of a broker round trip (and a linger) per site.

@@ -36,7 +36,7 @@ async def bootstrap_servers(settings: Settings) -> AsyncIterator[str]:
         return
     broker = EmbeddedBroker()
     await asyncio.to_thread(broker.start)
-    log.info("embedded broker started bootstrap=%s pid=%s", broker.bootstrap, broker.pid)
+    log.info("embedded broker started", extra={"bootstrap": broker.bootstrap, "pid": broker.pid})
     try:
         yield broker.bootstrap
     finally:
@@ -50,7 +50,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     worker = build_worker(settings, fleet, bootstrap)
     rebuilt = await rebuild_state(settings, bootstrap, worker.state, aiokafka_options(settings))
     if rebuilt:
-        log.info("state rebuilt from committed inputs events=%d", rebuilt)
+        log.info("state rebuilt from committed inputs", extra={"events": rebuilt})
     # faust does not read telemetry (the lane does), so it would not create that topic.
     await create_missing_topics(
         bootstrap,
@@ -72,13 +72,13 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
             worker.http_port = await stack.enter_async_context(
                 _http(settings, fleet, worker, bootstrap)
             )
-            log.info("http api listening host=%s port=%s", settings.http_host, worker.http_port)
+            log.info(
+                "http api listening", extra={"host": settings.http_host, "port": worker.http_port}
+            )
         heap.settle()  # the started app lives as long as the worker
         log.info(
-            "worker started app_id=%s sites=%d bootstrap=%s",
-            settings.app_id,
-            len(fleet.sites),
-            bootstrap,
+            "worker started",
+            extra={"app_id": settings.app_id, "sites": len(fleet.sites), "bootstrap": bootstrap},
         )
         yield worker
     finally:
@@ -86,9 +86,11 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
         await worker.app.stop()
         await worker.lane.stop()
         log.info(
-            "worker stopped decisions=%d dead_lettered=%s",
-            worker.planner.decisions_published,
-            worker.metrics.dead_letters_by_reason(),
+            "worker stopped",
+            extra={
+                "decisions": worker.planner.decisions_published,
+                "dead_lettered": worker.metrics.dead_letters_by_reason(),
+            },
         )
 
 

@@ -109,7 +109,7 @@ class TelemetryLane:
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
             except KafkaError as exc:
                 # Never let telemetry stop silently: say so and keep trying.
-                log.warning("telemetry fetch failed, retrying in 1 s: %s", exc)
+                log.warning("telemetry fetch failed, retrying in 1 s", extra={"error": str(exc)})
                 await asyncio.sleep(1.0)  # back-off before the next fetch, not synchronisation
                 continue
             if batch:
@@ -167,7 +167,7 @@ class TelemetryLane:
             await self._require().commit(mine)
         except KafkaError as exc:
             # Not fatal: the offsets stay uncommitted and are read again after a restart.
-            log.warning("telemetry offset commit failed: %s", exc)
+            log.warning("telemetry offset commit failed", extra={"error": str(exc)})
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:

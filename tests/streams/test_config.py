@@ -76,3 +76,18 @@ def test_readme_documents_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [n for n in Settings.model_fields if f"`GRIDSHIFT_{n.upper()}`" not in readme]
     assert not missing, f"README configuration table misses {missing}"
+
+
+def test_log_fields_are_fields_of_the_record_in_both_formats() -> None:
+    import json  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from streams.logs import JsonFormatter, LogfmtFormatter, fields  # noqa: PLC0415
+
+    record = logging.LogRecord("streams.x", logging.INFO, __file__, 1, "worker started", (), None)
+    record.__dict__.update({"sites": 3, "bootstrap": "127.0.0.1:9092", "note": 'a "b" c'})
+    assert fields(record) == {"sites": 3, "bootstrap": "127.0.0.1:9092", "note": 'a "b" c'}
+    line = LogfmtFormatter().format(record)
+    assert 'msg="worker started" sites=3 bootstrap=127.0.0.1:9092 note="a \\"b\\" c"' in line
+    body = json.loads(JsonFormatter().format(record))
+    assert body["msg"] == "worker started" and body["sites"] == 3 and body["note"] == 'a "b" c'
