@@ -19,7 +19,7 @@ import click
 
 from schemas import INPUT_TOPICS, DispatchDecision, json_schemas
 from streams.errors import GridshiftError
-from streams.kafka.security import aiokafka_options
+from streams.kafka.connection import KafkaConnection
 from streams.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -59,13 +59,14 @@ def _settings(ctx: click.Context, **overrides: object) -> Settings:
     return load_settings(log_level=ctx.obj.get("log_level"), **overrides)
 
 
-def _require_bootstrap(settings: Settings) -> str:
+def _connection(settings: Settings) -> KafkaConnection:
+    """The Kafka connection of a client command, resolved once from its settings."""
     if not settings.kafka_bootstrap:
         raise GridshiftError(
             "no broker: pass --bootstrap HOST:PORT or set GRIDSHIFT_KAFKA_BOOTSTRAP "
             "(start one with 'gridshift broker')"
         )
-    return settings.kafka_bootstrap
+    return KafkaConnection.from_settings(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -141,7 +142,7 @@ def publish(
     from streams.sdk import Publisher, validate_event  # noqa: PLC0415
 
     settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    target = _require_bootstrap(settings)
+    connection = _connection(settings)
     events, errors = [], []
     for number, line in enumerate(source, start=1):
         if not line.strip():
@@ -156,9 +157,7 @@ def publish(
         raise GridshiftError(f"{len(errors)} invalid line(s) in {source.name}; nothing was sent")
 
     async def send() -> int:
-        async with Publisher(
-            target, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
-        ) as publisher:
+        async with Publisher(connection, topic_prefix=settings.topic_prefix) as publisher:
             return await publisher.publish_many(topic, events)
 
     click.echo(f"published {_run(send())} event(s) to {settings.topic(topic)}")
@@ -189,7 +188,7 @@ def subscribe(
     from streams.sdk import DecisionSubscriber  # noqa: PLC0415
 
     settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    target = _require_bootstrap(settings)
+    connection = _connection(settings)
     render = _render_json if fmt == "json" else _render_row
     if fmt == "table":
         click.echo(_TABLE_HEADER)
@@ -197,11 +196,10 @@ def subscribe(
     async def follow() -> None:
         count = 0
         async with DecisionSubscriber(
-            target,
+            connection,
             topic_prefix=settings.topic_prefix,
             sites=sites,
             from_beginning=from_beginning,
-            client_options=aiokafka_options(settings),
         ) as subscriber:
             async for decision in subscriber:
                 click.echo(render(decision))
@@ -388,7 +386,7 @@ def replay(
     from streams.sdk import Publisher  # noqa: PLC0415
 
     settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    target = _require_bootstrap(settings)
+    connection = _connection(settings)
     if mapping is None and source.name.startswith("ercot_replay_15min"):
         mapping = ercot_mapping_path()  # the shared ERCOT table is known
     history = read_history(source, load_mapping(mapping) if mapping else None)
@@ -400,9 +398,7 @@ def replay(
         click.echo(f"note: {note}", err=True)
 
     async def send() -> None:
-        async with Publisher(
-            target, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
-        ) as publisher:
+        async with Publisher(connection, topic_prefix=settings.topic_prefix) as publisher:
             task = asyncio.ensure_future(replay_history(history, publisher, speed=speed))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -31,7 +31,7 @@ from streams.backtest.history import (
 from streams.backtest.synthetic import SYNTHETIC_LABEL, synthetic_week
 from streams.engine.fleet import Fleet, SiteConfig
 from streams.errors import GridshiftError
-from streams.kafka.security import aiokafka_options
+from streams.kafka.connection import KafkaConnection
 from streams.sdk import DecisionSubscriber, Publisher
 from streams.settings import Settings
 from streams.worker.service import bootstrap_servers, running_worker
@@ -117,7 +117,6 @@ async def run_demo(
         }
     )
     prefix = run_settings.topic_prefix
-    client_options = aiokafka_options(run_settings)
     result = DemoResult(label=label)
     nodes = {site.price_node for site in fleet.sites}
     regions = {site.carbon_region for site in fleet.sites}
@@ -127,9 +126,13 @@ async def run_demo(
         bootstrap_servers(run_settings) as bootstrap,
         running_worker(run_settings, fleet, bootstrap),
         DecisionSubscriber(
-            bootstrap, topic_prefix=prefix, from_beginning=True, client_options=client_options
+            KafkaConnection.from_settings(run_settings, bootstrap),
+            topic_prefix=prefix,
+            from_beginning=True,
         ) as subscriber,
-        Publisher(bootstrap, topic_prefix=prefix, client_options=client_options) as publisher,
+        Publisher(
+            KafkaConnection.from_settings(run_settings, bootstrap), topic_prefix=prefix
+        ) as publisher,
     ):
         arrived = asyncio.Event()
 

@@ -26,6 +26,7 @@ from schemas import DECISION_TOPIC, INPUT_TOPICS, TOPICS_BY_NAME, DispatchDecisi
 from schemas.keys import event_key
 from streams.engine.codec import encode
 from streams.errors import GridshiftError
+from streams.kafka.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Publisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: str | KafkaConnection,
         *,
         topic_prefix: str = "",
         linger_ms: int = 2,
@@ -95,7 +96,7 @@ class Publisher:
         self.resend_attempts = resend_attempts
         self.max_in_flight = max_in_flight
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **(client_options or {})
+            **_client(bootstrap, client_options, linger_ms=linger_ms, acks="all")
         )
         self._pending: list[tuple[asyncio.Future[Any], _Record]] = []
         self.sent = 0
@@ -196,7 +197,7 @@ class DecisionSubscriber:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: str | KafkaConnection,
         *,
         topic_prefix: str = "",
         sites: Iterable[str] | None = None,
@@ -213,12 +214,14 @@ class DecisionSubscriber:
         self.invalid_skipped = 0
         self._consumer = AIOKafkaConsumer(
             topic_prefix + DECISION_TOPIC,
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            enable_auto_commit=group_id is not None,
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            **(client_options or {}),
+            **_client(
+                bootstrap,
+                client_options,
+                group_id=group_id,
+                auto_offset_reset="earliest" if from_beginning else "latest",
+                enable_auto_commit=group_id is not None,
+                fetch_max_wait_ms=fetch_max_wait_ms,
+            ),
         )
 
     async def __aenter__(self) -> Self:
@@ -262,3 +265,13 @@ class DecisionSubscriber:
         if len(self._seen) > self.remember_ids:
             self._seen.popitem(last=False)
         return False
+
+
+def _client(
+    bootstrap: str | KafkaConnection, options: Mapping[str, Any] | None, **kwargs: Any
+) -> dict[str, Any]:
+    """aiokafka client arguments from a bootstrap string (plus options) or a resolved
+    :class:`KafkaConnection`."""
+    if isinstance(bootstrap, KafkaConnection):
+        return bootstrap.client(**(options or {}), **kwargs)
+    return {"bootstrap_servers": bootstrap, **(options or {}), **kwargs}

@@ -1,14 +1,19 @@
 """Time curves built from interval events: the value at an instant, by event time.
 
-An instant is covered by the highest-priority interval containing it; where nothing covers it,
-the latest value that started before it is held (and the caller is told it was held).
+A :class:`Curve` (prices, carbon, hashprice): an instant is covered by the highest-priority
+interval containing it; where nothing covers it, the latest value that started before it is held
+(and the caller is told it was held). :class:`Windows` (compute demand): a record applies over
+its own interval only, never before it starts nor after it ends.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+W = TypeVar("W")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +72,52 @@ class Curve:
         for start in self._starts[:drop]:
             del self._points[start]
         del self._starts[:drop]
+
+
+class Windows(Generic[W]):
+    """Interval records (e.g. compute-demand windows) and the one in force at an instant.
+
+    Unlike a :class:`Curve`, nothing is held: a window applies over its own interval only, so a
+    window announced for tomorrow says nothing about now, and after a window ends the caller's
+    default applies again. Where windows overlap, the one that started last wins (the most
+    recent statement about that instant); a window with the same start replaces the old one.
+    """
+
+    def __init__(self) -> None:
+        self._starts: list[datetime] = []
+        self._items: dict[datetime, tuple[datetime, W]] = {}
+        # The longest window held: how far back a window may start and still cover an instant,
+        # so a lookup walks back over a bounded stretch instead of the whole list.
+        self._longest = timedelta(0)
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def put(self, start: datetime, end: datetime, item: W) -> None:
+        if start not in self._items:
+            bisect.insort(self._starts, start)
+        self._items[start] = (end, item)
+        self._longest = max(self._longest, end - start)
+
+    def at(self, instant: datetime) -> W | None:
+        """The window covering ``instant`` (``start <= instant < end``), or None."""
+        index = bisect.bisect_right(self._starts, instant)
+        earliest = instant - self._longest
+        while index > 0:
+            index -= 1
+            start = self._starts[index]
+            if start < earliest:
+                break  # too long ago to reach ``instant``: nothing earlier can either
+            end, item = self._items[start]
+            if instant < end:
+                return item
+        return None
+
+    def prune_before(self, instant: datetime) -> None:
+        """Forget windows that ended at or before ``instant`` (nothing holds past its end)."""
+        keep = [s for s in self._starts if self._items[s][0] > instant]
+        for start in self._starts:
+            if self._items[start][0] <= instant:
+                del self._items[start]
+        self._starts = keep
+        self._longest = max((self._items[s][0] - s for s in keep), default=timedelta(0))

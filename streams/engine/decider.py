@@ -6,8 +6,9 @@ model per set of ready sites), and returns decisions for the requested sites who
 changed since their last decision. A site is never left without a decision:
 
 - a site whose price feed is silent for longer than ``stale_price_after`` (by event time, so a
-  replay shows it too) gets the fail-safe decision; when the feed returns, its mining comes back
-  in staggered steps of ``restore_fraction`` of capacity per decision;
+  replay shows it too: behind the fleet's clock, i.e. the newest real-time price of any node, or
+  behind the site's own telemetry) gets the fail-safe decision; when the feed returns, its
+  mining comes back in staggered steps of ``restore_fraction`` of capacity per decision;
 - when the solver fails, each site holds its last plan while that plan still covers the
   interval, else gets the fail-safe; both are flagged and counted.
 
@@ -36,7 +37,7 @@ from optimizer import (
     PoolSnapshot,
     PoolSpec,
 )
-from schemas import DispatchDecision, Trigger
+from schemas import DispatchDecision, TelemetryEvent, Trigger
 from streams.engine.decisions import to_decision
 from streams.engine.fallback import fail_safe, hold_last_plan
 from streams.engine.fleet import PoolConfig, SiteConfig
@@ -93,6 +94,9 @@ class Decider:
         self.models: dict[tuple[str, ...], FleetModel] = {}
         self.last_version: dict[str, str] = {}
         self.last_decision: dict[str, DispatchDecision] = {}
+        # The newest decision for an interval before the last decision's: what the site was
+        # running when the last decision was made (a re-plan of the same interval anchors there).
+        self.earlier_decision: dict[str, DispatchDecision] = {}
         self.restoring: dict[str, float] = {}  # site -> mining cap while coming back (MW)
         self.fallbacks: Counter[str] = Counter()
         self.scope: frozenset[str] | None = None  # the sites decided here; None = every site
@@ -128,7 +132,13 @@ class Decider:
                 continue
             cap = self.restoring.get(site_id)
             view = build_snapshot(
-                state, site, self.horizon, now=now, mining_cap_mw=cap, reads=reads
+                state,
+                site,
+                self.horizon,
+                now=now,
+                mining_cap_mw=cap,
+                reads=reads,
+                decided=self._decided(site_id),
             )
             if view is not None:
                 views[site_id] = view
@@ -149,7 +159,7 @@ class Decider:
             return None
         site = state.sites[site_id]
         price_clock = state.clock(site)
-        event_clock = now or state.event_clock
+        event_clock = now or _newest(state.event_clock, state.telemetry.get(site_id))
         if price_clock is None or event_clock is None:
             return None
         age = event_clock - price_clock
@@ -244,8 +254,19 @@ class Decider:
         for site_id in site_ids:
             self.last_version.pop(site_id, None)
 
+    def _decided(self, site_id: str) -> tuple[DispatchDecision, ...]:
+        """The site's recent decisions, newest first."""
+        return tuple(
+            d
+            for d in (self.last_decision.get(site_id), self.earlier_decision.get(site_id))
+            if d is not None
+        )
+
     def _remember(self, decision: DispatchDecision, rnd: Round) -> None:
         site_id = decision.site_id
+        prior = self.last_decision.get(site_id)
+        if prior is not None and prior.interval_start < decision.interval_start:
+            self.earlier_decision[site_id] = prior
         self.last_decision[site_id] = decision
         if decision.fallback == "none":
             self.last_version[site_id] = rnd.views[site_id].input_version
@@ -294,3 +315,12 @@ class Decider:
         triggers: dict[str, Trigger] = dict.fromkeys(state.sites, "price")
         rnd = self.prepare(state, triggers, now)
         return rnd, self.solve(rnd.views)
+
+
+def _newest(clock: datetime | None, telemetry: TelemetryEvent | None) -> datetime | None:
+    """The later of the fleet clock and the site's telemetry: with the site's own price feed
+    silent, its telemetry still shows event time passing (only for this site: another site's
+    clock, right or wrong, never fails this one safe)."""
+    if telemetry is None:
+        return clock
+    return telemetry.interval_start if clock is None else max(clock, telemetry.interval_start)

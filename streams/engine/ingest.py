@@ -1,8 +1,11 @@
-"""Ingesting one raw input message: decode, validate, fold into the state.
+"""Ingesting one raw input message: decode, validate, admit, fold into the state.
 
-The one function the faust agents call per message, kept free of faust so it can be fuzzed
-directly: it either returns what the message changed or a :class:`Rejection` with the reason,
-and never raises for bad input. A rejected message changes nothing.
+The one function the faust agents, the telemetry lane and recovery call per message, kept free
+of faust so it can be fuzzed directly: it either returns what the message changed or a
+:class:`Rejection` with the reason, and never raises for bad input. A rejected message changes
+nothing. Admission (inputs dated too far ahead of the wall clock) is the state's own rule
+(:meth:`FleetState.admit`), so a restart that re-ingests committed inputs rejects the same ones
+the live run did, and a state built without a wall clock (the backtest) admits everything.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ def ingest(state: FleetState, topic: str, raw: bytes | None, max_bytes: int) -> 
     decoded = decode(raw, TOPICS_BY_NAME[topic].model, max_bytes)
     if isinstance(decoded, Rejection):
         return decoded
+    event = _as_input(decoded)
+    rejection = state.admit(event)
+    if rejection is not None:
+        return rejection
     try:
-        return state.apply(_as_input(decoded))
+        return state.apply(event)
     except UnknownSiteError as exc:
         return Rejection("unknown_site", str(exc))
 

@@ -1,18 +1,25 @@
-"""Translation between the wire and the core: state -> optimizer snapshot, plan -> decision.
+"""Translation from the state to the core: one site's optimizer snapshot at ``now``.
 
 Only past data is used: a snapshot at ``now`` reads curve points that start at or before each
-step, and says in ``notes`` which values were held or assumed.
+step, and says in ``notes`` which values were held or assumed. Compute-demand windows apply
+per step, over their own interval only. What the site draws now (the mining ramp's anchor, the
+baseline a ``reduction_mw`` signal is measured from, the battery's charge) comes from telemetry
+only while it is fresh (``FleetState.stale_telemetry_after``); otherwise from the site's last
+decision for an earlier interval (what it was told to run), else a stated assumption. It must
+not read a clock or change the state.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from optimizer import Horizon, SiteSnapshot
+from schemas import ComputeDemandEvent, DispatchDecision, GridSignalEvent, TelemetryEvent
 from streams.engine.curves import Curve, Lookup
 from streams.engine.fleet import SiteConfig
 from streams.engine.state import FleetState
@@ -70,10 +77,12 @@ def build_snapshot(
     now: datetime | None = None,
     mining_cap_mw: float | None = None,
     reads: RoundReads | None = None,
+    decided: Sequence[DispatchDecision] = (),
 ) -> SnapshotView | None:
     """The site's snapshot at ``now`` (default: its event-time clock), or None until price and
     hashprice are known. Only points that start at or before each step are read. A round
-    building many snapshots passes one ``reads`` to all of them."""
+    building many snapshots passes one ``reads`` to all of them. ``decided`` is the site's
+    recent decisions, newest first: the fallback for what it draws when telemetry is stale."""
     now = now or state.clock(site)
     price_curve = state.prices.get(site.price_node)
     if now is None or price_curve is None:
@@ -94,23 +103,24 @@ def build_snapshot(
     if carbon_values[0] is None:
         notes.append(f"carbon intensity unknown for {site.carbon_region}: emissions assumed 0")
 
-    demand = state.demand.get(site.site_id)
     telemetry = state.telemetry.get(site.site_id)
+    draw = SiteDraw.at(state, site, now, decided, notes)
     n = horizon.n_steps
     ones = np.ones(n)
     hours = np.asarray(horizon.step_hours)
-    caps, peaks = _signal_curves(state, site, starts, ends, hours)
+    caps, peaks = _signal_curves(state, site, starts, ends, hours, draw)
+    value, demand, floor = _demand_curves(state, site, starts)
     snapshot = SiteSnapshot(
         step_hours=hours,
         price_usd_per_mwh=_fill(prices),
         carbon_g_per_kwh=_fill(carbon_values, default=0.0),
         hashprice_usd_per_th_day=_fill(hashprices),
-        gpu_value_usd_per_mwh=ones
-        * (demand.value_usd_per_mwh if demand else site.gpu_value_usd_per_mwh),
-        gpu_demand_mw=ones * (demand.demand_mw if demand else site.firm_gpu_demand_mw),
-        gpu_floor_mw=ones * (demand.contracted_floor_mw if demand else site.gpu_floor_mw),
+        gpu_value_usd_per_mwh=value,
+        gpu_demand_mw=demand,
+        gpu_floor_mw=floor,
         mining_available_mw=ones
         * min(
+            # Even when stale, the last count of miners online is the best bound there is.
             telemetry.mining_available_mw if telemetry else site.mining_capacity_mw,
             site.mining_capacity_mw if mining_cap_mw is None else mining_cap_mw,
         ),
@@ -119,8 +129,8 @@ def build_snapshot(
         onsite_cfe_mw=ones * site.onsite_cfe_mw,
         ppa_mw=ones * site.ppa_mw,
         peak_cost_usd_per_mw=peaks,
-        mining_now_mw=telemetry.mining_mw if telemetry else None,
-        battery_soc_mwh=(telemetry.battery_soc_mwh or 0.0) if telemetry else 0.0,
+        mining_now_mw=draw.mining_now_mw,
+        battery_soc_mwh=draw.battery_soc_mwh,
     )
     return SnapshotView(
         site=site,
@@ -144,12 +154,120 @@ def _fill(values: list[Lookup | None], default: float | None = None) -> np.ndarr
     return np.asarray(out, dtype=float)
 
 
+def _demand_curves(
+    state: FleetState, site: SiteConfig, starts: tuple[datetime, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per step: GPU value, firm demand and contracted floor, from the compute-demand window in
+    force at the step's start, else the sites file."""
+    n = len(starts)
+    if site.site_id not in state.demand:  # most sites: no window ever received
+        return (
+            np.full(n, site.gpu_value_usd_per_mwh),
+            np.full(n, site.firm_gpu_demand_mw),
+            np.full(n, site.gpu_floor_mw),
+        )
+    windows: list[ComputeDemandEvent | None] = [state.demand_at(site.site_id, t) for t in starts]
+    return (
+        np.array([w.value_usd_per_mwh if w else site.gpu_value_usd_per_mwh for w in windows]),
+        np.array([w.demand_mw if w else site.firm_gpu_demand_mw for w in windows]),
+        np.array([w.contracted_floor_mw if w else site.gpu_floor_mw for w in windows]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDraw:
+    """What the site draws at ``now``, as far as the snapshot can tell, and from what.
+
+    ``measured`` is fresh telemetry (None when there is none or it is stale); ``earlier`` is
+    the site's newest decision for an interval before ``now``: the set-points it was told to
+    run, which is the best estimate once telemetry is stale. A decision for ``now`` itself is
+    never used: re-planning the same interval from its own plan would ratchet the ramp.
+    """
+
+    site: SiteConfig
+    measured: TelemetryEvent | None
+    earlier: DispatchDecision | None
+    mining_now_mw: float | None
+    battery_soc_mwh: float
+    notes: list[str]
+
+    @classmethod
+    def at(
+        cls,
+        state: FleetState,
+        site: SiteConfig,
+        now: datetime,
+        decided: Sequence[DispatchDecision],
+        notes: list[str],
+    ) -> SiteDraw:
+        """Read the telemetry's age and pick the anchors; assumptions go to ``notes``."""
+        telemetry = state.telemetry.get(site.site_id)
+        age = None if telemetry is None else now - telemetry.interval_end
+        limit = state.stale_telemetry_after
+        stale = age is not None and limit is not None and age > limit
+        measured = None if stale else telemetry
+        earlier = next((d for d in decided if d.interval_start < now), None)
+        if stale and age is not None and limit is not None:
+            notes.append(
+                f"telemetry {_minutes(age)} old (stale after {_minutes(limit)}): "
+                "not taken as what the site draws now"
+            )
+        mining_now = measured.mining_mw if measured is not None else None
+        if measured is None and site.mining_ramp_up_mw_per_min is not None:
+            # Without a measurement, assume the site runs what it was last told to, else that
+            # its miners are off: a restart is then ramp-limited (staggered), never a jump.
+            if earlier is not None:
+                mining_now = earlier.mining_mw
+                notes.append(
+                    f"mining ramp from the last decided {earlier.mining_mw:.1f} MW "
+                    f"({earlier.interval_start.isoformat()}), no fresh telemetry"
+                )
+            else:
+                mining_now = 0.0
+                notes.append("mining ramp from 0 MW: no fresh telemetry or earlier decision")
+        soc = measured.battery_soc_mwh if measured is not None else None
+        # The sites file's rule for a battery (SiteConfig.spec): power and energy both set.
+        if soc is None and site.battery_power_mw > 0 and site.battery_energy_mwh > 0:
+            why = "not reported" if telemetry is not None and not stale else "no fresh telemetry"
+            notes.append(f"battery charge unknown ({why}): assumed empty")
+        return cls(site, measured, earlier, mining_now, soc or 0.0, notes)
+
+    def reduction_baseline_mw(self, signal: GridSignalEvent) -> float:
+        """The import a ``reduction_mw`` signal is measured from, noting any assumption."""
+        measured, earlier = self.measured, self.earlier
+        if measured is not None:
+            if measured.meter_mw is not None:
+                return measured.meter_mw
+            return measured.mining_mw + measured.gpu_mw + measured.cooling_mw
+        where = f"reduction baseline for signal {signal.signal_id}"
+        if earlier is None:
+            baseline = self.site.interconnect_mw
+            self.notes.append(
+                f"{where}: the interconnect {baseline:.1f} MW (no fresh telemetry or earlier plan)"
+            )
+            return baseline
+        if earlier.interval_start < signal.interval_start:
+            self.notes.append(f"{where}: last plan's import {earlier.grid_import_mw:.1f} MW")
+            return earlier.grid_import_mw
+        # The last plan was made during the signal and so already met the reduction: measuring
+        # from its import would reduce again at every re-plan. Hold that import instead.
+        self.notes.append(
+            f"{where}: import held at the last plan's {earlier.grid_import_mw:.1f} MW"
+        )
+        return earlier.grid_import_mw + (signal.reduction_mw or 0.0)
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:.0f} min"
+
+
 def _signal_curves(
     state: FleetState,
     site: SiteConfig,
     starts: tuple[datetime, ...],
     ends: tuple[datetime, ...],
     hours: np.ndarray,
+    draw: SiteDraw,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per step: the tightest import cap (MW, +inf when none) and the expected peak charge.
 
@@ -159,13 +277,15 @@ def _signal_curves(
     caps = np.full(len(starts), np.inf)
     peaks = np.zeros(len(starts))
     for signal in state.active_signals(site):
+        baseline: float | None = None  # read once per signal, only if it reaches the horizon
         for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
             if signal.interval_end <= start or signal.interval_start >= end:
                 continue
             if signal.limit_mw is not None:
                 caps[k] = min(caps[k], signal.limit_mw)
             if signal.reduction_mw is not None:
-                baseline = _baseline_import_mw(state, site)
+                if baseline is None:
+                    baseline = draw.reduction_baseline_mw(signal)
                 caps[k] = min(caps[k], max(0.0, baseline - signal.reduction_mw))
             if signal.limit_mw is None and signal.reduction_mw is None:
                 if signal.signal_type == "coincident_peak":
@@ -174,15 +294,6 @@ def _signal_curves(
                     # An emergency with no number: keep only the contracted GPU floor running.
                     caps[k] = min(caps[k], site.pue * site.gpu_floor_mw)
     return caps, peaks
-
-
-def _baseline_import_mw(state: FleetState, site: SiteConfig) -> float:
-    telemetry = state.telemetry.get(site.site_id)
-    if telemetry is None:
-        return site.interconnect_mw
-    if telemetry.meter_mw is not None:
-        return telemetry.meter_mw
-    return telemetry.mining_mw + telemetry.gpu_mw + telemetry.cooling_mw
 
 
 def _digest(site_id: str, now: datetime, snapshot: SiteSnapshot) -> str:

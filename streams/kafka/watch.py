@@ -18,12 +18,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from streams.kafka.broker import kafka_api_versions_ok
+from streams.kafka.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ def api_versions_probe(host: str, port: int, timeout_s: float = 1.0) -> Probe:
 
 
 async def create_missing_topics(
-    bootstrap: str, partitions_by_topic: Mapping[str, int], client_options: Mapping[str, Any]
+    connection: KafkaConnection, partitions_by_topic: Mapping[str, int]
 ) -> list[str]:
     """Create each topic that does not exist (with its partition count); return those created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
+    admin = AIOKafkaAdminClient(**connection.client())
     await admin.start()
     try:
         response = await admin.create_topics(
@@ -65,10 +65,9 @@ async def create_missing_topics(
 class BrokerWatch:
     """Tracks whether the broker answers; on each return, restores missing topics."""
 
-    bootstrap: str
+    connection: KafkaConnection
     probe: Probe
     partitions_by_topic: Mapping[str, int]
-    client_options: Mapping[str, Any] = field(default_factory=dict)
     interval_s: float = 0.25
     on_change: Callable[[bool], None] | None = None
     up: bool = True
@@ -94,7 +93,7 @@ class BrokerWatch:
             log.warning(
                 "broker unreachable: inputs stay in Kafka, decisions wait; "
                 "reconnecting (client errors are summarised below)",
-                extra={"bootstrap": self.bootstrap},
+                extra={"bootstrap": self.connection.bootstrap},
             )
         else:
             outage_s = time.monotonic() - (self._down_since or time.monotonic())
@@ -103,7 +102,7 @@ class BrokerWatch:
                 "broker reachable again"
                 + (" (it kept nothing across its restart: topics recreated)" if recreated else ""),
                 extra={
-                    "bootstrap": self.bootstrap,
+                    "bootstrap": self.connection.bootstrap,
                     "after_s": round(outage_s, 1),
                     "topics_recreated": recreated,
                 },
@@ -115,9 +114,7 @@ class BrokerWatch:
 
     async def _restore_topics(self) -> list[str]:
         try:
-            recreated = await create_missing_topics(
-                self.bootstrap, self.partitions_by_topic, self.client_options
-            )
+            recreated = await create_missing_topics(self.connection, self.partitions_by_topic)
         except KafkaError as exc:
             log.warning("could not check topics after reconnect", extra={"error": str(exc)})
             return []

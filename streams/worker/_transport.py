@@ -1,4 +1,5 @@
-"""faust's aiokafka transport with the consumer fetch wait made configurable.
+"""faust's aiokafka transport with the consumer fetch wait made configurable, and the faust
+form of the Kafka connection's credentials.
 
 faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for worker consumers; against a broker whose
 long-poll sleeps instead of waking on data (Tansu) that puts every decision ~1 s late. This module
@@ -13,6 +14,8 @@ from typing import Any, ClassVar
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.kafka.connection import KafkaConnection
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -49,3 +52,17 @@ class App(faust.App):
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+
+def faust_credentials(connection: KafkaConnection) -> Any:
+    """``broker_credentials`` for the faust app (None for plaintext)."""
+    if connection.sasl is not None:
+        return faust.SASLCredentials(
+            username=connection.sasl.username,
+            password=connection.sasl.password,
+            ssl_context=connection.ssl_context,
+            mechanism=connection.sasl.mechanism,
+        )
+    if connection.ssl_context is not None:
+        return faust.SSLCredentials(connection.ssl_context)
+    return None

@@ -11,11 +11,11 @@ from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, INPUT_TOPICS, DeadLetter, 
 from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
-from streams.kafka.security import aiokafka_options, faust_credentials
+from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import BrokerWatch
 from streams.settings import Settings
 from streams.worker._codec import PydanticCodec
-from streams.worker._transport import App
+from streams.worker._transport import App, faust_credentials
 from streams.worker.acks import AckLedger
 from streams.worker.agents import Agents
 from streams.worker.http import DecisionHub
@@ -44,11 +44,11 @@ class Worker:
     watch: BrokerWatch | None = None
 
 
-def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
+def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) -> Worker:
     """Create the app, declare every topic once, and wire the agents."""
     app = App(
         settings.app_id,
-        broker=f"kafka://{bootstrap}",
+        broker=[f"kafka://{server}" for server in connection.bootstrap.split(",")],
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         autodiscover=False,
         store="memory://",
@@ -64,7 +64,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
-        broker_credentials=faust_credentials(settings),
+        broker_credentials=faust_credentials(connection),
     )
     decisions = app.topic(
         settings.topic(DECISION_TOPIC),
@@ -133,7 +133,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
 
     lane = TelemetryLane(
         topic=telemetry_topic,
-        bootstrap=bootstrap,
+        connection=connection,
         group=lane_group(settings.app_id),
         state=state,
         planner=planner,
@@ -143,7 +143,6 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         max_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         partition_fetch_bytes=settings.telemetry_fetch_partition_bytes,
-        client_options=aiokafka_options(settings),
     )
     for name in INPUT_TOPICS:
         if name == TELEMETRY:
@@ -162,9 +161,7 @@ def build_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> Worker:
         partitions=settings.topic_partitions,
         routed_topic=agents.routed.get_topic_name(),
         planner=planner,
-        catch_up=lambda gained: rebuild_state(
-            settings, bootstrap, state, aiokafka_options(settings), only_partitions=gained
-        ),
+        catch_up=lambda gained: rebuild_state(settings, connection, state, only_partitions=gained),
         follow=lane.assign,
     )
     app.on_partitions_assigned.connect(ownership.on_assigned)

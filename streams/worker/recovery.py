@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import INPUT_TOPICS, SITE_KEYED_INPUTS
 from streams.engine.ingest import ingest
 from streams.engine.state import Applied, FleetState
+from streams.kafka.connection import KafkaConnection
 from streams.settings import Settings
 from streams.worker.routing import ROUTED_TOPIC, RoutingError, unframe
 from streams.worker.telemetry import TELEMETRY, lane_group
@@ -28,9 +28,8 @@ log = logging.getLogger(__name__)
 
 async def rebuild_state(
     settings: Settings,
-    bootstrap: str,
+    connection: KafkaConnection,
     state: FleetState,
-    client_options: dict[str, Any],
     *,
     timeout_s: float = 120.0,
     only_partitions: frozenset[int] | None = None,
@@ -44,11 +43,9 @@ async def rebuild_state(
     names = {settings.topic(name): name for name in (*INPUT_TOPICS, ROUTED_TOPIC)}
     site_keyed = {settings.topic(name) for name in (*SITE_KEYED_INPUTS, ROUTED_TOPIC)}
     probe = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=settings.app_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **client_options,
+        **connection.client(
+            group_id=settings.app_id, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
     )
     await probe.start()
     try:
@@ -64,10 +61,7 @@ async def rebuild_state(
         targets = await _committed(probe, [tp for tp in partitions if tp.topic != telemetry])
         # The telemetry lane keeps its offsets under its own group (streams/worker/telemetry.py).
         lane = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=lane_group(settings.app_id),
-            enable_auto_commit=False,
-            **client_options,
+            **connection.client(group_id=lane_group(settings.app_id), enable_auto_commit=False)
         )
         await lane.start()
         try:

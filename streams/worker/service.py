@@ -14,7 +14,7 @@ from faust.exceptions import ConsumerNotStarted
 
 from streams.engine.fleet import Fleet
 from streams.kafka.broker import EmbeddedBroker
-from streams.kafka.security import aiokafka_options
+from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import BrokerWatch, api_versions_probe, create_missing_topics
 from streams.sdk import Publisher
 from streams.settings import Settings
@@ -47,16 +47,13 @@ async def bootstrap_servers(settings: Settings) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> AsyncIterator[Worker]:
     """A started worker; stopped (offsets committed, producer flushed) when the context exits."""
-    worker = build_worker(settings, fleet, bootstrap)
-    rebuilt = await rebuild_state(settings, bootstrap, worker.state, aiokafka_options(settings))
+    connection = KafkaConnection.from_settings(settings, bootstrap)  # resolved once, passed down
+    worker = build_worker(settings, fleet, connection)
+    rebuilt = await rebuild_state(settings, connection, worker.state)
     if rebuilt:
         log.info("state rebuilt from committed inputs", extra={"events": rebuilt})
     # faust does not read telemetry (the lane does), so it would not create that topic.
-    await create_missing_topics(
-        bootstrap,
-        {worker.lane.topic: settings.topic_partitions},
-        aiokafka_options(settings),
-    )
+    await create_missing_topics(connection, {worker.lane.topic: settings.topic_partitions})
     await worker.lane.start()
     worker.metrics.track_lag(lambda: consumer_lag(worker))
     try:
@@ -67,10 +64,10 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     stack = contextlib.AsyncExitStack()
     try:
         await stack.enter_async_context(background(worker.lane.run(), "gridshift.telemetry-lane"))
-        worker.watch = await stack.enter_async_context(_watching(settings, worker, bootstrap))
+        worker.watch = await stack.enter_async_context(_watching(worker, connection))
         if settings.http_enabled:
             worker.http_port = await stack.enter_async_context(
-                _http(settings, fleet, worker, bootstrap)
+                _http(settings, fleet, worker, connection)
             )
             log.info(
                 "http api listening", extra={"host": settings.http_host, "port": worker.http_port}
@@ -120,16 +117,12 @@ def declared_topics(worker: Worker) -> dict[str, int]:
 
 
 @contextlib.asynccontextmanager
-async def _watching(
-    settings: Settings, worker: Worker, bootstrap: str
-) -> AsyncIterator[BrokerWatch]:
+async def _watching(worker: Worker, connection: KafkaConnection) -> AsyncIterator[BrokerWatch]:
     """A :class:`BrokerWatch` task for as long as the worker runs."""
-    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
     watch = BrokerWatch(
-        bootstrap,
-        api_versions_probe(host, int(port)),
+        connection,
+        api_versions_probe(*connection.first_broker()),
         declared_topics(worker),
-        client_options=aiokafka_options(settings),
         on_change=worker.metrics.broker_reachable,
     )
     async with background(watch.run(), "gridshift.broker-watch"):
@@ -138,13 +131,10 @@ async def _watching(
 
 @contextlib.asynccontextmanager
 async def _http(
-    settings: Settings, fleet: Fleet, worker: Worker, bootstrap: str
+    settings: Settings, fleet: Fleet, worker: Worker, connection: KafkaConnection
 ) -> AsyncIterator[int]:
     """The HTTP API beside the worker, with its own publisher for HTTP writes."""
-    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
-    async with Publisher(
-        bootstrap, topic_prefix=settings.topic_prefix, client_options=aiokafka_options(settings)
-    ) as publisher:
+    async with Publisher(connection, topic_prefix=settings.topic_prefix) as publisher:
         api = build_api(
             fleet=fleet,
             hub=worker.hub,
@@ -152,7 +142,7 @@ async def _http(
             publisher=publisher,
             token=settings.http_token.get_secret_value() if settings.http_token else None,
             health=WorkerHealth(
-                broker=(host, int(port)),
+                broker=connection.first_broker(),
                 hub=worker.hub,
                 sites=len(fleet.sites),
                 owned_sites=lambda: worker.ownership.sites,

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from streams.engine.codec import Rejection
 from streams.engine.ingest import ingest
 from streams.engine.state import FleetState
+from streams.kafka.connection import KafkaConnection
 from streams.worker.acks import AckLedger
 from streams.worker.replanner import Replanner
 
@@ -47,7 +48,7 @@ class TelemetryLane:
     """Consumes owned telemetry partitions in batches; acks through the ledger."""
 
     topic: str
-    bootstrap: str
+    connection: KafkaConnection
     group: str
     state: FleetState
     planner: Replanner
@@ -58,7 +59,6 @@ class TelemetryLane:
     fetch_max_wait_ms: int = 10
     partition_fetch_bytes: int = 4 * 1024 * 1024
     max_records: int = 10_000
-    client_options: Mapping[str, Any] = field(default_factory=dict)
     consumed: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _held: frozenset[int] = frozenset()
@@ -68,13 +68,13 @@ class TelemetryLane:
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.fetch_max_wait_ms,
-            max_partition_fetch_bytes=self.partition_fetch_bytes,
-            **self.client_options,
+            **self.connection.client(
+                group_id=self.group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
+                max_partition_fetch_bytes=self.partition_fetch_bytes,
+            )
         )
         await self._consumer.start()
 

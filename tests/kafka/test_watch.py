@@ -9,6 +9,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import BrokerWatch, create_missing_topics
 from streams.logs import RepeatFilter, fields
 
@@ -45,7 +46,7 @@ async def test_watch_logs_each_transition_once_and_restores_topics(
 
     seen: list[bool] = []
     topics = {f"{topic_prefix}in": 3, f"{topic_prefix}out": 2}
-    watch = BrokerWatch(broker.bootstrap, probe, topics, on_change=seen.append)
+    watch = BrokerWatch(KafkaConnection(broker.bootstrap), probe, topics, on_change=seen.append)
     with caplog.at_level(logging.WARNING, logger="streams.kafka.watch"):
         for _ in range(6):
             await watch.check()
@@ -66,4 +67,4 @@ async def test_watch_logs_each_transition_once_and_restores_topics(
         await admin.close()
     assert {t["topic"]: len(t["partitions"]) for t in described} == topics
     # A second pass finds nothing missing.
-    assert await create_missing_topics(broker.bootstrap, topics, {}) == []
+    assert await create_missing_topics(KafkaConnection(broker.bootstrap), topics) == []

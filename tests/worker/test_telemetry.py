@@ -14,6 +14,7 @@ from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
 from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import create_missing_topics
 from streams.settings import load_settings
 from streams.worker._background import background
@@ -29,7 +30,7 @@ async def test_lane_folds_rejects_parks_and_commits_after_delivery(
 ) -> None:
     bootstrap = broker.bootstrap
     topic = f"{topic_prefix}site.telemetry.v1"
-    await create_missing_topics(bootstrap, {topic: 4}, {})
+    await create_missing_topics(KafkaConnection(bootstrap), {topic: 4})
     fleet = Fleet(sites=(mining_site(site_id="site-a"), mining_site(site_id="site-b")))
     state = FleetState(fleet)
 
@@ -46,7 +47,7 @@ async def test_lane_folds_rejects_parks_and_commits_after_delivery(
 
     lane = TelemetryLane(
         topic=topic,
-        bootstrap=bootstrap,
+        connection=KafkaConnection(bootstrap),
         group=f"{topic_prefix}lane",
         state=state,
         planner=planner,
