@@ -50,7 +50,7 @@ unit: $(STAMP) browser ## the tests
 test: lint typecheck unit ## lint, type-check and run every test (what CI runs)
 
 bench: $(STAMP) ## the benchmarks (print ratios and one JSON line each)
-	$(BIN)/python bench/optimizer.py
+	$(BIN)/python bench/fleet_lp.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/e2e.py
 

@@ -37,21 +37,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# bench/optimizer.py is named like the optimizer package: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-import aiohttp  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
-
-from schemas import HashpriceEvent, PriceEvent, TelemetryEvent  # noqa: E402
-from schemas.keys import event_key  # noqa: E402
-from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history  # noqa: E402
-from streams.engine.codec import encode  # noqa: E402
-from streams.engine.fleet import load_fleet  # noqa: E402
-from streams.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.settings import load_settings  # noqa: E402
-from streams.worker.service import running_worker  # noqa: E402
-from streams.worker.spawn import spawn_worker  # noqa: E402
+from schemas import HashpriceEvent, PriceEvent, TelemetryEvent
+from schemas.keys import event_key
+from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history
+from streams.engine.codec import encode
+from streams.engine.fleet import load_fleet
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.settings import load_settings
+from streams.worker.service import running_worker
+from streams.worker.spawn import spawn_worker
 
 REPO = Path(__file__).resolve().parent.parent
 # --debounce-ms / --telemetry-debounce-ms: the workers' settings, else their defaults.

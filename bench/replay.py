@@ -22,18 +22,15 @@ import time
 import uuid
 from pathlib import Path
 
-# bench/optimizer.py is named like the optimizer package: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from aiokafka import AIOKafkaProducer
 
-from aiokafka import AIOKafkaProducer  # noqa: E402
-
-from schemas.keys import event_key  # noqa: E402
-from streams.backtest.events import history_intervals  # noqa: E402
-from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history  # noqa: E402
-from streams.engine.codec import encode  # noqa: E402
-from streams.kafka.broker import EmbeddedBroker  # noqa: E402
-from streams.replay import replay_history  # noqa: E402
-from streams.sdk import Publisher  # noqa: E402
+from schemas.keys import event_key
+from streams.backtest.events import history_intervals
+from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history
+from streams.engine.codec import encode
+from streams.kafka.broker import EmbeddedBroker
+from streams.replay import replay_history
+from streams.sdk import Publisher
 
 
 async def gridshift_replay(bootstrap: str, history: object) -> tuple[float, int]:

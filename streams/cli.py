@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import signal
 import sys
@@ -57,6 +58,18 @@ def sites_option(func: F) -> F:
 
 def _settings(ctx: click.Context, **overrides: object) -> Settings:
     return load_settings(log_level=ctx.obj.get("log_level"), **overrides)
+
+
+def _require_backtest_extra(command: str) -> None:
+    """History commands need the ``backtest`` extra (pandas, pyarrow, matplotlib): one line
+    saying how to install it instead of an ImportError traceback."""
+    needed = ("pandas", "pyarrow", "matplotlib")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GridshiftError(
+            f"'gridshift {command}' needs the backtest extra ({', '.join(missing)} missing): "
+            "pip install 'gridshift[backtest]'"
+        )
 
 
 def _connection(settings: Settings) -> KafkaConnection:
@@ -260,6 +273,7 @@ def demo(
     """Replay one real ERCOT week through broker and worker; print decisions and a summary."""
     from zoneinfo import ZoneInfo  # noqa: PLC0415
 
+    _require_backtest_extra("demo")
     from streams.demo import run_demo  # noqa: PLC0415
     from streams.engine.fleet import load_fleet  # noqa: PLC0415
 
@@ -320,6 +334,7 @@ def backtest(
     out: Path | None,
 ) -> None:
     """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle."""
+    _require_backtest_extra("backtest")
     from streams.backtest.report import markdown_table, run_backtest, summary_rows, write_report  # noqa: PLC0415
     from streams.backtest.scenario import load_scenario, resolve_scenario  # noqa: PLC0415
 
@@ -379,6 +394,7 @@ def replay(
     topic_prefix: str | None,
 ) -> None:
     """Publish a grid history (CSV/Parquet, gridstatus export, or mapped) into the input topics."""
+    _require_backtest_extra("replay")
     import pandas as pd  # noqa: PLC0415
 
     from streams.backtest.history import ercot_mapping_path, load_mapping, read_history  # noqa: PLC0415

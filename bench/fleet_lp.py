@@ -9,7 +9,7 @@ wall/solver, for warm-started re-plans (the default) and cold ones (no basis reu
 same figures for a naive formulation (matrix parameters with cp.multiply, rebuilt every call).
 The last line is one JSON object with every figure. Medians and ratios: the machine is shared.
 
-    python bench/optimizer.py [--data-dir DIR] [--replans 25] [--sizes 1,40,400]
+    python bench/fleet_lp.py [--data-dir DIR] [--replans 25] [--sizes 1,40,400]
 """
 
 from __future__ import annotations
@@ -27,13 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# This script is named like the package it measures: drop its own folder from the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import cvxpy as cp
+import numpy as np
 
-import cvxpy as cp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from optimizer import (  # noqa: E402
+from optimizer import (
     FleetModel,
     FleetSnapshot,
     FleetSpec,
@@ -273,7 +270,7 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.data_dir / "replay").is_dir():
         print(
-            f"bench/optimizer.py: no real data at {args.data_dir}: pass --data-dir or set "
+            f"bench/fleet_lp.py: no real data at {args.data_dir}: pass --data-dir or set "
             "GRIDSHIFT_DATA_DIR",
             file=sys.stderr,
         )

@@ -1,1 +1,0 @@
-"""Benchmarks: scripts that print ratios measured side by side in one run (not tests)."""
