@@ -10,7 +10,8 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from optimizer import Horizon, SpecError
+from optimizer import Horizon
+from streams.engine.horizon import HorizonConfig
 from streams.errors import GridshiftError
 
 
@@ -71,12 +72,12 @@ class Settings(BaseSettings):
         le=60_000,
         description="Coalesce telemetry re-plans; a price, carbon or signal input cuts it short.",
     )
-    horizon_fine_steps: int = Field(default=12, ge=1, le=500, description="Steps near now.")
-    horizon_fine_minutes: int = Field(default=5, ge=1, le=60, description="Length of a fine step.")
-    horizon_coarse_minutes: int = Field(
-        default=60, ge=5, le=240, description="Length of a later step."
-    )
-    horizon_hours: float = Field(default=24.0, gt=0.0, le=48.0, description="Foresight.")
+    # The horizon's fields and their bounds are HorizonConfig's (one model for settings, scenario
+    # files and the demo); flat here so each has its own GRIDSHIFT_HORIZON_* variable.
+    horizon_fine_steps: int = HorizonConfig.model_fields["fine_steps"]  # type: ignore[assignment]
+    horizon_fine_minutes: int = HorizonConfig.model_fields["fine_minutes"]  # type: ignore[assignment]
+    horizon_coarse_minutes: int = HorizonConfig.model_fields["coarse_minutes"]  # type: ignore[assignment]
+    horizon_hours: float = HorizonConfig.model_fields["hours"]  # type: ignore[assignment]
     fleet_carbon_budget_t_per_day: float | None = Field(
         default=None,
         ge=0.0,
@@ -199,20 +200,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _horizon_fits(self) -> Self:
-        try:
-            self.horizon()
-        except SpecError as exc:
-            raise ValueError(f"the horizon settings do not fit: {exc}") from exc
+        self.horizon_config()  # the same validation as a scenario file's [horizon]
         return self
 
-    def horizon(self) -> Horizon:
-        """The optimizer's rolling horizon (fine steps near now, coarse later)."""
-        return Horizon.mixed(
+    def horizon_config(self) -> HorizonConfig:
+        """The horizon settings as the one horizon model (validated)."""
+        return HorizonConfig(
             fine_steps=self.horizon_fine_steps,
             fine_minutes=self.horizon_fine_minutes,
             coarse_minutes=self.horizon_coarse_minutes,
-            total_hours=self.horizon_hours,
+            hours=self.horizon_hours,
         )
+
+    def horizon(self) -> Horizon:
+        """The optimizer's rolling horizon (fine steps near now, coarse later)."""
+        return self.horizon_config().build()
 
     def topic(self, name: str) -> str:
         """The broker-side name of a contract topic."""
@@ -226,7 +228,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**clean)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        where = ".".join(str(part) for part in first["loc"])
+        if not where:  # a check across several settings (e.g. the horizon's)
+            raise GridshiftError(f"invalid settings: {first['msg']}") from exc
         raise GridshiftError(
             f"invalid setting {where} (env GRIDSHIFT_{where.upper()}): {first['msg']}"
         ) from exc

@@ -17,7 +17,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from optimizer import Horizon
 from streams.backtest.run import (
     Actuals,
     Dispatch,
@@ -80,12 +79,7 @@ def run_backtest(
         raise GridshiftError(
             f"no market data before {start:%Y-%m-%d %H:%M}Z for some site: move --start later"
         )
-    horizon = Horizon.mixed(
-        fine_steps=scenario.horizon.fine_steps,
-        fine_minutes=scenario.horizon.fine_minutes,
-        coarse_minutes=scenario.horizon.coarse_minutes,
-        total_hours=scenario.horizon.hours,
-    )
+    horizon = scenario.horizon.build()
     dispatch: dict[str, Dispatch] = {}
     seconds: dict[str, float] = {}
     lag = scenario.price_lag_intervals

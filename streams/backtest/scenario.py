@@ -25,6 +25,7 @@ from streams.backtest.history import (
     read_history,
 )
 from streams.engine.fleet import Fleet, PoolConfig, SiteConfig
+from streams.engine.horizon import HorizonConfig
 from streams.engine.tomlfiles import first_error, read_toml
 from streams.errors import GridshiftError
 
@@ -57,13 +58,6 @@ class MarketSource(_Strict):
         if self.step_minutes is not None:
             constants["step_minutes"] = self.step_minutes
         return Mapping(columns=dict(self.columns), constants=constants)
-
-
-class HorizonConfig(_Strict):
-    fine_steps: int = Field(default=4, ge=1)
-    fine_minutes: int = Field(default=15, ge=1)
-    coarse_minutes: int = Field(default=60, ge=5)
-    hours: float = Field(default=6.0, gt=0.0, le=48.0)
 
 
 class SiteGroup(_Strict):
