@@ -1,6 +1,7 @@
 """Live equals offline: a window of real ERCOT history replayed through Kafka and the worker
 yields exactly the decisions (same deterministic ids) of the offline backtest on the same
-window, and so does a second replay into fresh topics."""
+window, and so does a second replay into fresh topics. A fleet with a battery decides the same
+both ways too: every model feature reaches both paths through the one engine round."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from schemas import DispatchDecision
 from streams.backtest.events import history_intervals
 from streams.backtest.history import ERCOT_REPLAY, ercot_mapping_path, load_mapping, read_history
 from streams.backtest.run import run_gridshift, timeline
-from streams.engine.fleet import load_fleet
+from streams.engine.fleet import Fleet, load_fleet
 from streams.kafka.broker import EmbeddedBroker
 from streams.sdk import DecisionSubscriber, Publisher
 from tests.e2e.harness import DecisionLog, worker_on, worker_settings
@@ -31,8 +32,25 @@ def price_decision(site_id: str, start: datetime) -> Callable[[DispatchDecision]
     return lambda d: d.site_id == site_id and d.interval_start == start and d.trigger == "price"
 
 
-async def test_live_replay_equals_offline_backtest(broker: EmbeddedBroker, data_dir: Path) -> None:
-    fleet = load_fleet(None)
+def battery_fleet() -> Fleet:
+    """The example fleet with a 10 MW / 20 MWh battery at the AI site."""
+    example = load_fleet(None)
+    sites = tuple(
+        site.model_copy(update={"battery_power_mw": 10.0, "battery_energy_mwh": 20.0})
+        if site.site_id == "tx-south-ai"
+        else site
+        for site in example.sites
+    )
+    return example.model_copy(update={"sites": sites})
+
+
+@pytest.mark.parametrize(
+    ("fleet_name", "replays"), [("example", 2), ("battery", 1)], ids=["example", "battery"]
+)
+async def test_live_replay_equals_offline_backtest(
+    broker: EmbeddedBroker, data_dir: Path, fleet_name: str, replays: int
+) -> None:
+    fleet = load_fleet(None) if fleet_name == "example" else battery_fleet()
     history = read_history(data_dir / ERCOT_REPLAY, load_mapping(ercot_mapping_path())).window(
         pd.Timestamp(START - timedelta(hours=1)), pd.Timestamp(END)
     )
@@ -42,8 +60,8 @@ async def test_live_replay_equals_offline_backtest(broker: EmbeddedBroker, data_
     expected = {(d.site_id, d.interval_start): d.decision_id for d in offline.decisions}
     assert len(expected) == len(starts) * len(fleet.sites)
 
-    for run in range(2):
-        prefix = f"live{run}-{START:%H%M}-{id(history)}."
+    for run in range(replays):
+        prefix = f"live{run}-{fleet_name}-{START:%H%M}-{id(history)}."
         settings = worker_settings(
             prefix,
             horizon_fine_steps=4,
