@@ -39,7 +39,6 @@ from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
 
-STRATEGIES = ("gridshift", "always_on", "threshold", "oracle")
 Progress = Callable[[int], object]
 
 

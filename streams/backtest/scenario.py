@@ -8,7 +8,6 @@ lacks them, and describes the fleet as explicit ``[[sites]]`` and/or ``[[site_gr
 
 from __future__ import annotations
 
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self
@@ -196,8 +195,3 @@ def _join_asof(frame: pd.DataFrame, series: pd.DataFrame, column: str) -> pd.Dat
         direction="backward",
     )
     return joined.drop(columns=["at"]).rename(columns={"value": column})
-
-
-def as_datetime(value: pd.Timestamp) -> datetime:
-    converted: datetime = value.to_pydatetime()
-    return converted
