@@ -281,7 +281,11 @@ def run_oracle(
     sites = fleet.sites
     n, k_total = len(sites), len(starts)
     out = Dispatch.empty(n, k_total)
+    # One state fed in event order: each day's window adds that day (its future included) on top
+    # of what came before, so a day without data holds the last values, as the live state would.
     events = [event for batch in history_intervals(history) for _, event in batch.events]
+    state = FleetState(fleet)
+    pointer = 0
     window = max(1, (24 * 60) // step_minutes)
     deciders: dict[int, Decider] = {}
     for first in range(0, k_total, window):
@@ -296,11 +300,16 @@ def run_oracle(
             ),
         )
         begin, end = starts[first], starts[first] + timedelta(minutes=step_minutes * length)
-        state = FleetState(fleet)
-        for event in events:
-            if event.interval_end > begin and event.interval_start < end:  # type: ignore[attr-defined]
-                state.apply(event)  # type: ignore[arg-type]
-        rnd, plan = decider.plan_ahead(state, begin)
+        while pointer < len(events) and events[pointer].interval_start < end:  # type: ignore[attr-defined]
+            state.apply(events[pointer])  # type: ignore[arg-type]
+            pointer += 1
+        state.prune(begin)
+        planned = decider.plan_ahead(state, begin)
+        if progress is not None:
+            progress(length)
+        if planned is None:
+            continue  # nothing is known of any site's market yet: the oracle idles too
+        rnd, plan = planned
         for i, s in enumerate(sites):
             site_plan = plan.sites.get(s.site_id)
             if site_plan is None:
@@ -314,8 +323,6 @@ def run_oracle(
                 site_plan.gpu_mw * step_hours * gpu_value
             )
             out.grid_import[i, first:last] = site_plan.grid_import_mw
-        if progress is not None:
-            progress(length)
     return out
 
 

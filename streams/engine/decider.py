@@ -308,19 +308,22 @@ class Decider:
         """One round in this thread (offline): :meth:`prepare`, then :meth:`complete`."""
         return self.complete(self.prepare(state, triggers, now)).decisions
 
-    def plan_ahead(self, state: FleetState, now: datetime) -> tuple[Round, FleetPlan]:
+    def plan_ahead(self, state: FleetState, now: datetime) -> tuple[Round, FleetPlan] | None:
         """The whole-horizon plan of every site at ``now`` from whatever ``state`` holds, built
         and solved like a live round (the backtest's perfect-foresight oracle gives it a state
-        that already holds the future). Raises :class:`OptimizerError` when the solve fails."""
+        that already holds the future); None while no site can be planned yet (no price or
+        hashprice known). Raises :class:`OptimizerError` when the solve fails."""
         triggers: dict[str, Trigger] = dict.fromkeys(state.sites, "price")
         rnd = self.prepare(state, triggers, now)
+        if not rnd.views:
+            return None
         return rnd, self.solve(rnd.views)
 
 
 def _newest(clock: datetime | None, telemetry: TelemetryEvent | None) -> datetime | None:
-    """The later of the fleet clock and the site's telemetry: with the site's own price feed
-    silent, its telemetry still shows event time passing (only for this site: another site's
-    clock, right or wrong, never fails this one safe)."""
+    """The later of the fleet clock and the site's telemetry: with every price feed silent, the
+    site's telemetry still shows event time passing. Telemetry counts for its own site only:
+    another site's telemetry, right or wrong, never fails this one safe."""
     if telemetry is None:
         return clock
     return telemetry.interval_start if clock is None else max(clock, telemetry.interval_start)

@@ -79,3 +79,19 @@ def test_ercot_august_sheds_in_the_scarcity_evening_and_beats_baselines(
     assert "regret against perfect foresight" in report
     for plot in ("price_vs_dispatch.png", "cumulative_margin.png", "emissions.png"):
         assert (tmp_path / "report" / plot).stat().st_size > 10_000
+
+
+@pytest.mark.data
+def test_the_oracle_rides_through_a_day_without_prices(data_dir: Path) -> None:
+    """2024-11-03 (DST) has no prices in the shared table: every strategy holds through it."""
+    scenario = load_scenario(scenario_paths()["northern-data"])
+    result = run_backtest(
+        scenario,
+        data_dir,
+        Path("scenarios"),
+        start=datetime(2024, 11, 2, 5, tzinfo=UTC),
+        end=datetime(2024, 11, 5, 6, tzinfo=UTC),
+        show_progress=False,
+    )
+    scores = result.scores
+    assert scores["oracle"].net_margin_usd >= scores["gridshift"].net_margin_usd - 1e-6
