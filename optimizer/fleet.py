@@ -8,8 +8,11 @@ parameter values and re-solves. Every parameter is a flat vector multiplied into
 per-solve work to one sparse product. Contradictory inputs never make the problem infeasible:
 tiered penalty slacks absorb them, in this order of priority:
 
-1. grid-signal compliance (import above an asserted cap): ``SIGNAL_PENALTY_USD_PER_MWH``
-2. the contracted GPU floor: ``GPU_FLOOR_PENALTY_USD_PER_MWH``
+1. grid-signal compliance (import above an asserted cap): ``SIGNAL_PENALTY_USD_PER_MWH``, and
+   always ``SIGNAL_OVER_FLOOR`` times the floor's penalty
+2. the contracted GPU floor: ``GPU_FLOOR_PENALTY_USD_PER_MWH``, raised per site and solve above
+   anything shedding it could gain (:func:`floor_penalty_usd_per_mwh`), so the floor yields to
+   grid signals and physical limits only, never to a price
 3. batch work finished by its deadline: ``BATCH_PENALTY_USD_PER_MWH``
 4. the fleet carbon budget: ``CARBON_BUDGET_PENALTY_USD_PER_T``
 """
@@ -54,10 +57,15 @@ __all__ = [
     "GPU_FLOOR_PENALTY_USD_PER_MWH",
     "SIGNAL_PENALTY_USD_PER_MWH",
     "FleetModel",
+    "floor_penalty_usd_per_mwh",
 ]
 
 SIGNAL_PENALTY_USD_PER_MWH = 1.0e6
 GPU_FLOOR_PENALTY_USD_PER_MWH = 1.0e5
+#: The signal penalty is at least this many times the floor's (signals outrank the floor).
+SIGNAL_OVER_FLOOR = 10.0
+#: How far the floor's penalty stays above the most that shedding a floor MWh could gain.
+FLOOR_MARGIN_USD_PER_MWH = 1_000.0
 #: A constraint counts as binding when its slack is below this (MW).
 BINDING_TOLERANCE_MW = 1e-6
 
@@ -73,6 +81,31 @@ _SITE_LIMITS = (
 
 def _per_row(sites: tuple[SiteSpec, ...], attribute: str, n_steps: int) -> FloatArray:
     return np.repeat([float(getattr(s, attribute)) for s in sites], n_steps)
+
+
+def floor_penalty_usd_per_mwh(
+    *,
+    pue: float,
+    energy_usd_per_mwh: FloatArray,
+    mining_revenue_usd_per_mwh: FloatArray,
+    other_gpu_value_usd_per_mwh: float = 0.0,
+) -> float:
+    """The penalty per MWh of GPU floor left unserved at one site over one horizon.
+
+    Shedding a floor MWh can gain at most: the facility energy it avoids (``pue`` x the energy
+    cost, i.e. price where positive, peak charge, carbon price and budget penalty per MWh),
+    taken at the horizon's dearest step because a battery moves energy between steps; plus the
+    IT room it frees for mining or other GPU work. The penalty is the fixed tier
+    (``GPU_FLOOR_PENALTY_USD_PER_MWH``) until that sum comes near it (prices at the schema's
+    $100,000/MWh bound, PUE up to 3), and stays above it beyond: the contracted floor is never
+    the cheapest thing to give up. At ordinary prices nothing changes.
+    """
+    worst = (
+        pue * float(np.max(energy_usd_per_mwh, initial=0.0))
+        + float(np.max(mining_revenue_usd_per_mwh, initial=0.0))
+        + other_gpu_value_usd_per_mwh
+    )
+    return max(GPU_FLOOR_PENALTY_USD_PER_MWH, worst + FLOOR_MARGIN_USD_PER_MWH)
 
 
 class FleetModel:
@@ -238,8 +271,6 @@ class FleetModel:
             p["carbon_usd_per_mw_step"],
             (hours * carbon_cost_usd_per_mwh(arrays["intensity"], 1.0) * arrays["carbon_price"]),
         )
-        set_value(p["shortfall_usd_per_mw_step"], hours * GPU_FLOOR_PENALTY_USD_PER_MWH)
-        set_value(p["excess_usd_per_mw_step"], hours * SIGNAL_PENALTY_USD_PER_MWH)
         if self.routing is not None:
             self.routing.assign(snapshot.pools, hours)
         if self.batch is not None:
@@ -248,7 +279,44 @@ class FleetModel:
             self.batteries.assign(snaps, hours)
         if self.budget is not None:
             self.budget.assign(snapshot.carbon_budget_t, hours, arrays["intensity"])
+        floor = self._floor_penalties(arrays, snapshot)
+        set_value(p["shortfall_usd_per_mw_step"], hours * floor)
+        set_value(
+            p["excess_usd_per_mw_step"],
+            hours * np.maximum(SIGNAL_PENALTY_USD_PER_MWH, SIGNAL_OVER_FLOOR * floor),
+        )
         return arrays
+
+    def _floor_penalties(
+        self, arrays: dict[str, FloatArray], snapshot: FleetSnapshot
+    ) -> FloatArray:
+        """Per row: each site's GPU floor penalty for this solve ($/MWh)."""
+        t = self.n_steps
+        energy = (
+            np.maximum(arrays["price"], 0.0)
+            + arrays["peak"] / arrays["hours"]
+            + carbon_cost_usd_per_mwh(arrays["intensity"], 1.0) * arrays["carbon_price"]
+        )
+        if self.budget is not None:
+            energy = energy + carbon_cost_usd_per_mwh(
+                arrays["intensity"], CARBON_BUDGET_PENALTY_USD_PER_T
+            )
+        pools = 0.0
+        if self.routing is not None:
+            pools = max(
+                (float(np.max(p.value_usd_per_mwh, initial=0.0)) for p in snapshot.pools.values()),
+                default=0.0,
+            )
+        penalties = [
+            floor_penalty_usd_per_mwh(
+                pue=site.pue,
+                energy_usd_per_mwh=energy[self.layout.rows(position)],
+                mining_revenue_usd_per_mwh=arrays["revenue"][self.layout.rows(position)],
+                other_gpu_value_usd_per_mwh=pools,
+            )
+            for position, site in enumerate(self.spec.sites)
+        ]
+        return np.repeat(penalties, t)
 
     def _ramp_rhs(
         self, snaps: list[SiteSnapshot], hours: FloatArray, mining_cap: FloatArray

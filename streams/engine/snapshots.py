@@ -108,7 +108,7 @@ def build_snapshot(
     n = horizon.n_steps
     ones = np.ones(n)
     hours = np.asarray(horizon.step_hours)
-    caps, peaks = _signal_curves(state, site, starts, ends, hours, draw)
+    caps, peaks = _signal_curves(state, site, starts, ends, hours, draw=draw)
     value, demand, floor = _demand_curves(state, site, starts)
     snapshot = SiteSnapshot(
         step_hours=hours,
@@ -267,6 +267,7 @@ def _signal_curves(
     starts: tuple[datetime, ...],
     ends: tuple[datetime, ...],
     hours: np.ndarray,
+    *,
     draw: SiteDraw,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per step: the tightest import cap (MW, +inf when none) and the expected peak charge.

@@ -120,7 +120,9 @@ class FleetState:
         """The live worker's state: inputs are admitted against ``wall`` (see ``Settings``)."""
         return cls(
             fleet,
-            admission=Admission(AdmissionLimits.of_seconds(max_clock_skew_s, max_lookahead_s), wall),
+            admission=Admission(
+                AdmissionLimits.of_seconds(max_clock_skew_s, max_lookahead_s), wall
+            ),
             stale_telemetry_after=_seconds(stale_telemetry_after_s),
             max_clock_jump=_seconds(max_clock_jump_s),
         )
@@ -223,9 +225,9 @@ class FleetState:
             while len(self._pending) > _MAX_PENDING:
                 del self._pending[next(iter(self._pending))]
             return
-        for pending_node, pending_start in confirming:
-            del self._pending[(pending_node, pending_start)]
-            self._move(pending_node, pending_start)
+        for pending in confirming:
+            self._pending.pop(pending, None)  # an earlier move may have cleared it already
+            self._move(*pending)
         self._move(node, start)
 
     def _move(self, node: str, start: datetime) -> None:

@@ -1,10 +1,11 @@
-"""Curves answer "what was in force at t" from points that started at or before t."""
+"""Curves answer "what was in force at t" from points that started at or before t; windows
+answer it from the window covering t only."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from streams.engine.curves import Curve, Point
+from streams.engine.curves import Curve, Point, Windows
 
 T0 = datetime(2024, 8, 20, tzinfo=UTC)
 Q = timedelta(minutes=15)
@@ -49,3 +50,36 @@ def test_prune_keeps_the_last_point_for_hold_last() -> None:
     assert len(curve) == 6
     lookup = curve.at(T0 + 5 * Q)
     assert lookup is not None and lookup.value == 5.0
+
+
+def test_a_window_applies_over_its_own_interval_only() -> None:
+    windows: Windows[str] = Windows()
+    windows.put(T0 + 4 * Q, T0 + 5 * Q, "tomorrow")
+    assert windows.at(T0) is None  # announced ahead: says nothing about now
+    assert windows.at(T0 + 4 * Q) == "tomorrow"
+    assert windows.at(T0 + 5 * Q) is None  # ended: not held
+
+
+def test_the_window_that_started_last_wins_where_windows_overlap() -> None:
+    windows: Windows[str] = Windows()
+    windows.put(T0, T0 + 8 * Q, "long")
+    windows.put(T0 + 2 * Q, T0 + 3 * Q, "short")
+    assert [windows.at(T0 + k * Q) for k in (0, 2, 3, 7, 8)] == [
+        "long",
+        "short",
+        "long",
+        "long",
+        None,
+    ]
+    windows.put(T0 + 2 * Q, T0 + 3 * Q, "corrected")  # same start: replaces
+    assert windows.at(T0 + 2 * Q) == "corrected"
+    assert len(windows) == 2
+
+
+def test_prune_forgets_windows_that_ended() -> None:
+    windows: Windows[str] = Windows()
+    windows.put(T0, T0 + 8 * Q, "long")
+    windows.put(T0 + 2 * Q, T0 + 3 * Q, "short")
+    windows.prune_before(T0 + 4 * Q)
+    assert len(windows) == 1
+    assert windows.at(T0 + 5 * Q) == "long"

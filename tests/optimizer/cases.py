@@ -9,8 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from optimizer import SiteSnapshot, SiteSpec
+from schemas import PriceEvent
 
 HASHPRICE_100 = 0.048
+#: The highest price the wire contract accepts (schemas/base.py: PriceUSDPerMWh), $/MWh.
+SCHEMA_MAX_PRICE: float = next(
+    bound.le
+    for bound in PriceEvent.model_fields["price_usd_per_mwh"].metadata
+    if getattr(bound, "le", None) is not None
+)
 SPEC = SiteSpec(
     site_id="a",
     interconnect_mw=30.0,

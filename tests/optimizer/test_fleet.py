@@ -24,7 +24,7 @@ from optimizer import (
     SolverFailed,
     SpecError,
 )
-from tests.optimizer.cases import SPEC, snapshot
+from tests.optimizer.cases import SCHEMA_MAX_PRICE, SPEC, snapshot
 
 CHEAP_DIRTY_CLEAN: dict[str, Any] = {
     "price": [20.0, 20.0, 60.0, 60.0],
@@ -283,3 +283,24 @@ def test_a_solver_time_out_is_a_typed_failure_not_a_plan() -> None:
         pytest.raises(SolverFailed, match="user_limit"),
     ):
         model.plan(FleetSnapshot(sites={"a": snapshot()}))
+
+
+def test_the_gpu_floor_is_kept_at_the_highest_price_with_every_part_in_play() -> None:
+    """A battery, a carbon budget, a peak charge and a routable pool each add to what shedding
+    the floor could gain; none of them makes it worth shedding."""
+    battery = BatterySpec(power_mw=4.0, energy_mwh=1.0, round_trip_efficiency=1.0)
+    site = dataclasses.replace(SPEC, pue=3.0, interconnect_mw=100.0, battery=battery)
+    spec = FleetSpec(
+        sites=(site,), pools=(PoolSpec("chat", eligible=(("a", 0.0),)),), carbon_budget=True
+    )
+    snap = with_curves(
+        price=[20.0, 20.0, SCHEMA_MAX_PRICE, SCHEMA_MAX_PRICE],
+        carbon=[5_000.0] * 4,
+        carbon_price_usd_per_t=1_000.0,
+        peak_cost_usd_per_mw=[0.0, 0.0, 25_000.0, 0.0],
+    )
+    pools = {"chat": PoolSnapshot(demand_mw=np.full(4, 5.0), value_usd_per_mwh=np.full(4, 5e4))}
+    plan = solve(spec, {"a": snap}, pools=pools, carbon_budget_t=0.0).sites["a"]
+    assert plan.status == "optimal"  # penalties near 1e7 $/MWh leave HiGHS accurate
+    assert plan.gpu_mw == pytest.approx(np.full(4, 5.0))
+    assert plan.gpu_shortfall_mw == pytest.approx(np.zeros(4))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optimizer import DispatchModel, SpecError, mining_revenue_usd_per_mwh
-from tests.optimizer.cases import HASHPRICE_100, SPEC, snapshot
+from tests.optimizer.cases import HASHPRICE_100, SCHEMA_MAX_PRICE, SPEC, snapshot
 
 
 @pytest.fixture
@@ -42,6 +42,27 @@ def test_scarcity_price_drops_gpus_to_their_contract_floor(model: DispatchModel)
     assert plan.mining_mw == pytest.approx(np.zeros(4))
     assert plan.gpu_mw == pytest.approx(np.full(4, 5.0))
     assert plan.gpu_shortfall_mw == pytest.approx(np.zeros(4))
+
+
+@pytest.mark.parametrize("pue", [1.0, 1.05, 1.5, 3.0])
+def test_the_gpu_floor_is_kept_at_the_highest_price_the_contract_allows(pue: float) -> None:
+    # The README: the contracted floor is never shed without a grid signal. A fixed floor
+    # penalty of $100,000/MWh lost to price x PUE beyond it; the penalty now stays above.
+    spec = dataclasses.replace(SPEC, pue=pue, interconnect_mw=100.0)
+    dirty = snapshot(price=SCHEMA_MAX_PRICE, carbon=5_000.0, carbon_price=1_000.0)
+    plan = DispatchModel(spec, 4).plan(dirty)
+    assert plan.gpu_mw == pytest.approx(np.full(4, 5.0))
+    assert plan.gpu_shortfall_mw == pytest.approx(np.zeros(4))
+    assert plan.mining_mw == pytest.approx(np.zeros(4))
+
+
+def test_a_grid_signal_still_outranks_the_floor_at_the_highest_price() -> None:
+    spec = dataclasses.replace(SPEC, pue=3.0, interconnect_mw=100.0)
+    plan = DispatchModel(spec, 4).plan(snapshot(price=SCHEMA_MAX_PRICE, signal_cap=3.0))
+    assert plan.grid_import_mw == pytest.approx(np.full(4, 3.0))
+    assert plan.signal_excess_mw == pytest.approx(np.zeros(4))
+    assert plan.gpu_mw == pytest.approx(np.full(4, 1.0))  # 3 MW at the meter / PUE 3
+    assert plan.gpu_shortfall_mw == pytest.approx(np.full(4, 4.0))
 
 
 def test_signal_cap_is_met_by_shedding_mining_first(model: DispatchModel) -> None:

@@ -13,6 +13,7 @@ from scipy.sparse import csr_matrix, eye, hstack, vstack
 
 from optimizer import DispatchModel, SiteSnapshot, SiteSpec
 from optimizer.fleet import GPU_FLOOR_PENALTY_USD_PER_MWH, SIGNAL_PENALTY_USD_PER_MWH
+from tests.optimizer.cases import SCHEMA_MAX_PRICE
 
 N = 6
 TOL = 1e-6
@@ -147,3 +148,42 @@ def test_limits_hold_and_objective_matches_an_independent_solve(
         assert plan.mining_mw[0] <= allowed + TOL
     expected = independent_objective(spec, snap)
     assert plan.objective_usd == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    price=st.lists(st.floats(-SCHEMA_MAX_PRICE, SCHEMA_MAX_PRICE), min_size=N, max_size=N),
+    pue=st.floats(1.0, 3.0),
+    carbon_price=st.floats(0.0, 1_000.0),
+    hashprice=st.floats(0.01, 0.2),
+    floor=st.floats(0.0, 50.0),
+)
+def test_without_a_grid_signal_the_gpu_floor_is_never_shed_for_a_price(
+    price: list[float], pue: float, carbon_price: float, hashprice: float, floor: float
+) -> None:
+    """Any price the contract accepts, any PUE a site may have: no floor MW is left unserved
+    while the interconnect can carry it."""
+    spec = SiteSpec(
+        site_id="p",
+        interconnect_mw=3.0 * 50.0 + 1.0,  # room for any floor at any PUE
+        mining_capacity_mw=100.0,
+        miner_efficiency_j_per_th=20.0,
+        gpu_capacity_mw=60.0,
+        pue=pue,
+    )
+    ones = np.ones(N)
+    snap = SiteSnapshot(
+        step_hours=ones * 0.25,
+        price_usd_per_mwh=np.array(price),
+        carbon_g_per_kwh=ones * 900.0,
+        hashprice_usd_per_th_day=ones * hashprice,
+        gpu_value_usd_per_mwh=ones * 1600.0,
+        gpu_demand_mw=ones * 60.0,
+        gpu_floor_mw=ones * floor,
+        mining_available_mw=ones * 100.0,
+        signal_cap_mw=np.full(N, np.inf),
+        carbon_price_usd_per_t=carbon_price,
+    )
+    plan = DispatchModel(spec, N).plan(snap)
+    assert (plan.gpu_shortfall_mw <= TOL).all()
+    assert (plan.gpu_mw >= floor - TOL).all()
