@@ -1,0 +1,251 @@
+"""ERCOT coincident-peak (4CP) probability: the pure model behind the forecaster's signals.
+
+Owns the feature definition (built from plain values known at decision time), the fitted
+logistic coefficients, the probability that one operating hour holds its month's 4CP interval,
+and the translation of that probability into the ``incentive_usd_per_mwh`` of a
+``coincident_peak`` grid signal, which the snapshot turns into ``peak_cost_usd_per_mw``.
+
+What is known when (docs/COINCIDENT_PEAK.md): the probabilities of operating day D (Central
+time) are issued at 00:00 Central on D from ERCOT's day-ahead demand forecast for D's hours and
+the daily peaks of *actual* demand on the days before D. Nothing of D's actual demand and no
+later forecast enters; :func:`reference_peak_mw` is where that rule is enforced.
+
+Must not read files, clocks, the environment or topics, nor import pandas, the worker or a
+Kafka client. Fitting and evaluation on history live in
+:mod:`streams.backtest.coincident_peak_history`.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+#: The months whose system peaks set the 4CP charge (June-September).
+PEAK_MONTHS = (6, 7, 8, 9)
+#: One peak interval per summer month; the charge is the load's average over the four.
+PEAKS_PER_YEAR = 4
+#: ERCOT-wide transmission rate for 2025, $/kW-year (PUCT docket 57491; data/README.md).
+TARIFF_2025_USD_PER_KW_YEAR = 68.5
+#: Mid-point (local clock hours) of 16:00-17:00 Central, which held 83 of the 92 4CP intervals
+#: of 1996-2018 (the 4CP file, before any summer we evaluate on): fixed a priori, not fitted.
+PEAK_HOUR_CENTRE = 16.5
+#: How far back the reference peak looks on a month's first day, before any day of the month
+#: has been observed.
+TRAILING_DAYS = 7
+
+FEATURE_NAMES = ("forecast_excess", "day_shape", "hour_offset_sq", "non_workday", "month_left")
+
+
+@dataclass(frozen=True, slots=True)
+class PeakFeatures:
+    """The model's inputs for one operating hour, every one known at the day's decision time.
+
+    - ``forecast_excess``: day-ahead forecast for the hour / reference peak - 1 (how far the
+      hour is forecast above the month's highest actual demand so far).
+    - ``day_shape``: forecast for the hour / highest forecast of the day - 1 (0 at the day's
+      forecast peak hour, negative elsewhere).
+    - ``hour_offset_sq``: (hour mid-point - 16:30 local)^2, in hours^2.
+    - ``non_workday``: 1 on Saturdays, Sundays, Independence Day (observed) and Labor Day.
+    - ``month_left``: days of the month after this one / days in the month (the more days
+      still to come, the more chances for a later day to beat this one).
+    """
+
+    forecast_excess: float
+    day_shape: float
+    hour_offset_sq: float
+    non_workday: float
+    month_left: float
+
+    def vector(self) -> tuple[float, ...]:
+        """The features in :data:`FEATURE_NAMES` order."""
+        return (
+            self.forecast_excess,
+            self.day_shape,
+            self.hour_offset_sq,
+            self.non_workday,
+            self.month_left,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CoincidentPeakModel:
+    """A logistic regression in raw feature units: p = 1 / (1 + exp(-(intercept + w . x))).
+
+    ``trained_on`` lists the summers whose 4CP labels fitted it, so a backtest can check that
+    it never scores a summer the model has seen.
+    """
+
+    intercept: float
+    weights: tuple[float, ...]
+    trained_on: tuple[int, ...] = ()
+    l2: float = 1.0
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(FEATURE_NAMES):
+            raise ValueError(f"expected {len(FEATURE_NAMES)} weights, got {len(self.weights)}")
+        if not all(math.isfinite(v) for v in (self.intercept, *self.weights)):
+            raise ValueError("coefficients must be finite")
+
+    def logit(self, features: PeakFeatures) -> float:
+        """Log-odds of the hour holding its month's 4CP interval."""
+        return self.intercept + math.fsum(
+            w * x for w, x in zip(self.weights, features.vector(), strict=True)
+        )
+
+    def probability(self, features: PeakFeatures) -> float:
+        """P(this hour holds its month's 4CP interval)."""
+        return sigmoid(self.logit(features))
+
+
+#: Fitted on every summer with both load data and 4CP labels (2019, 2020, 2022, 2023, 2024;
+#: ERCOT's 2021 list is missing from the source) by
+#: ``streams.backtest.coincident_peak_history.fit_model``; a data test refits and compares.
+#: Use it live; a backtest must use a model that excludes the summer it scores.
+FITTED = CoincidentPeakModel(
+    intercept=-3.667192577495305,
+    weights=(
+        20.03060518901722,  # forecast_excess: +1 % above the month's peak so far, x1.22 odds
+        13.668117396393107,  # day_shape: the day's forecast peak hour is the likely one
+        -0.007405133791456082,  # hour_offset_sq: weak once day_shape has placed the hour
+        -1.3218809588490306,  # non_workday: a quarter of the odds on weekends and holidays
+        -1.3591630400944368,  # month_left: days still to come can beat today
+    ),
+    trained_on=(2019, 2020, 2022, 2023, 2024),
+)
+
+
+def probability(features: PeakFeatures, model: CoincidentPeakModel = FITTED) -> float:
+    """P(the hour described by ``features`` holds its month's 4CP interval)."""
+    return model.probability(features)
+
+
+def sigmoid(z: float) -> float:
+    """The logistic function, without overflow for large |z|."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def is_non_workday(day: date) -> bool:
+    """Weekends and the two federal holidays inside June-September, when offices stay shut."""
+    if day.weekday() >= 5:
+        return True
+    if day.month == 7:
+        # Independence Day falling on a weekend is observed on the Friday before or the Monday
+        # after it.
+        july4 = date(day.year, 7, 4)
+        return day == july4 + timedelta(days={5: -1, 6: 1}.get(july4.weekday(), 0))
+    # Labor Day: the first Monday of September.
+    return day.month == 9 and day.weekday() == 0 and day.day <= 7
+
+
+def build_features(
+    *,
+    forecast_mw: float,
+    day_forecast_peak_mw: float,
+    reference_peak_mw: float,
+    day: date,
+    local_hour: int,
+) -> PeakFeatures:
+    """The features of hour ``local_hour`` (0-23, Central prevailing time) of operating ``day``.
+
+    ``reference_peak_mw`` is :func:`reference_peak_mw` for ``day``; ``day_forecast_peak_mw``
+    the highest day-ahead forecast among the day's hours.
+    """
+    if not (forecast_mw > 0 and day_forecast_peak_mw > 0 and reference_peak_mw > 0):
+        raise ValueError("forecasts and the reference peak must be positive MW")
+    if not 0 <= local_hour <= 23:
+        raise ValueError(f"local_hour must be 0-23, got {local_hour}")
+    days_in_month = calendar.monthrange(day.year, day.month)[1]
+    return PeakFeatures(
+        forecast_excess=forecast_mw / reference_peak_mw - 1.0,
+        day_shape=forecast_mw / day_forecast_peak_mw - 1.0,
+        hour_offset_sq=(local_hour + 0.5 - PEAK_HOUR_CENTRE) ** 2,
+        non_workday=1.0 if is_non_workday(day) else 0.0,
+        month_left=(days_in_month - day.day) / days_in_month,
+    )
+
+
+def reference_peak_mw(daily_peaks: Mapping[date, float], day: date) -> float | None:
+    """The highest actual demand known at 00:00 of ``day``: the month-to-date peak.
+
+    Reads only days strictly before ``day``: those of the same month, or on the month's first
+    day (nothing of the month known yet) the :data:`TRAILING_DAYS` before it. ``None`` when none
+    of those days is known. This is the look-ahead guard: whatever ``daily_peaks`` holds for
+    ``day`` or later is never read.
+    """
+    first = day.replace(day=1)
+    since = first if day > first else day - timedelta(days=TRAILING_DAYS)
+    known = [
+        daily_peaks[d]
+        for d in (since + timedelta(days=k) for k in range((day - since).days))
+        if d in daily_peaks and math.isfinite(daily_peaks[d])
+    ]
+    return max(known) if known else None
+
+
+def day_probabilities(
+    day: date,
+    forecasts_mw: Sequence[tuple[int, float]],
+    daily_peaks: Mapping[date, float],
+    model: CoincidentPeakModel = FITTED,
+) -> list[float]:
+    """Per hour of operating ``day``: P(it holds the month's 4CP interval), issued at 00:00.
+
+    ``forecasts_mw`` pairs each local clock hour of the day with its day-ahead demand forecast
+    (23 or 25 pairs on DST days); ``daily_peaks`` maps earlier days to their actual peak demand.
+    Outside June-September, or before any actual demand is known, every probability is 0:
+    there is no peak to price, or no honest way to price it.
+    """
+    if day.month not in PEAK_MONTHS or not forecasts_mw:
+        return [0.0] * len(forecasts_mw)
+    reference = reference_peak_mw(daily_peaks, day)
+    if reference is None:
+        return [0.0] * len(forecasts_mw)
+    day_peak = max(mw for _, mw in forecasts_mw)
+    return [
+        model.probability(
+            build_features(
+                forecast_mw=mw,
+                day_forecast_peak_mw=day_peak,
+                reference_peak_mw=reference,
+                day=day,
+                local_hour=hour,
+            )
+        )
+        for hour, mw in forecasts_mw
+    ]
+
+
+def charge_usd_per_mw_per_peak(tariff_usd_per_kw_year: float) -> float:
+    """What 1 MW present at one monthly peak interval costs: tariff x 1000 kW/MW / 4 peaks.
+
+    At $68.5/kW-year that is $17,125 per MW per peak.
+    """
+    if not (math.isfinite(tariff_usd_per_kw_year) and tariff_usd_per_kw_year >= 0):
+        raise ValueError("tariff_usd_per_kw_year must be finite and >= 0")
+    return tariff_usd_per_kw_year * 1000.0 / PEAKS_PER_YEAR
+
+
+def signal_incentive_usd_per_mwh(
+    probability: float, tariff_usd_per_kw_year: float, interval_hours: float
+) -> float:
+    """The ``incentive_usd_per_mwh`` of a coincident-peak signal over one interval.
+
+    incentive = probability x (tariff x 1000 / 4) / interval_hours
+
+    where ``probability`` is P(the interval holds its month's 4CP interval). The snapshot
+    multiplies the incentive by each horizon step's hours (``peak_cost_usd_per_mw``), so the
+    steps covering the interval add up to probability x $/MW per peak: the expected charge of
+    1 MW drawn flat through the interval. A 15-minute step inside an hourly signal carries a
+    quarter of it, as if the peak were equally likely in each quarter of the hour.
+    """
+    if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
+        raise ValueError(f"probability must be in [0, 1], got {probability}")
+    if not (math.isfinite(interval_hours) and interval_hours > 0):
+        raise ValueError("interval_hours must be finite and > 0")
+    return probability * charge_usd_per_mw_per_peak(tariff_usd_per_kw_year) / interval_hours

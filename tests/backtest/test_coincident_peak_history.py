@@ -1,0 +1,191 @@
+"""The 4CP forecaster on the real ERCOT history: clocks (4CP Central times, EIA hour-ending),
+ERCOT's 2024 peaks, no look-ahead, out-of-sample calibration, the embedded coefficients, and
+the signals a backtest would feed. The realised-charge check at the end is SYNTHETIC."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas import GridSignalEvent
+from streams.backtest.coincident_peak_history import (
+    daily_peaks,
+    decision_time,
+    evaluate,
+    fit_model,
+    labelled_years,
+    peak_signal_schedule,
+    peak_signals,
+    point_in_time_frame,
+    predict,
+    read_4cp,
+    read_hourly_load,
+    realised_charge_usd,
+    realised_peak_signals,
+    realised_peaks,
+    reliability,
+    summer_frame,
+)
+from streams.engine.coincident_peak import FITTED, day_probabilities
+
+
+@pytest.fixture(scope="module")
+def frame(data_dir: Path) -> pd.DataFrame:
+    return summer_frame(data_dir)
+
+
+@pytest.mark.data
+def test_realised_peaks_2024_are_the_readme_facts(data_dir: Path) -> None:
+    # 06-30 17:30, 07-01 16:45, 08-20 16:45, 09-20 15:45 interval starts, Central (CDT = UTC-5).
+    assert realised_peaks(2024, data_dir) == [
+        datetime(2024, 6, 30, 22, 30, tzinfo=UTC),
+        datetime(2024, 7, 1, 21, 45, tzinfo=UTC),
+        datetime(2024, 8, 20, 21, 45, tzinfo=UTC),
+        datetime(2024, 9, 20, 20, 45, tzinfo=UTC),
+    ]
+    assert realised_peaks(2021, data_dir) == []  # missing in the source
+    assert len(realised_peaks(1996, data_dir)) == 4
+
+
+@pytest.mark.data
+def test_eia_hours_are_hour_ending(data_dir: Path) -> None:
+    """Read as hour-ending, the day's highest EIA hour holds the 4CP interval or follows it."""
+    load = read_hourly_load(data_dir).set_index("start_utc")
+    peaks = read_4cp(data_dir)
+    offsets = []
+    for start in peaks.loc[peaks["year"] >= 2019, "start_utc"]:
+        day = load[load["local_date"] == start.tz_convert("America/Chicago").date()]
+        offsets.append((day["demand_mw"].idxmax() - start.floor("h")) / pd.Timedelta(hours=1))
+    assert len(offsets) == 20
+    assert sum(o in (0.0, 1.0) for o in offsets) >= 18
+    assert min(offsets) >= 0  # hour-starting labels would put some maxima before the peak
+
+
+@pytest.mark.data
+def test_changing_the_future_leaves_earlier_probabilities_unchanged(data_dir: Path) -> None:
+    load = read_hourly_load(data_dir)
+    day = date(2023, 8, 10)  # a 4CP day
+    cut = pd.Timestamp(decision_time(day))
+    rng = np.random.default_rng(7)
+    future = load.copy()
+    later = future["start_utc"] >= cut
+    future.loc[later, "demand_mw"] = rng.uniform(30_000, 120_000, int(later.sum()))
+    after_day = future["local_date"] > day  # the day's own forecast is known at its decision
+    future.loc[after_day, "forecast_mw"] = rng.uniform(30_000, 120_000, int(after_day.sum()))
+    peaks = read_4cp(data_dir)["start_utc"].dt.to_pydatetime()
+    base, moved = point_in_time_frame(load, list(peaks)), point_in_time_frame(future, list(peaks))
+    up_to = base["local_date"] <= day
+    pd.testing.assert_frame_equal(base[up_to], moved[moved["local_date"] <= day])
+    assert np.array_equal(predict(FITTED, base[up_to]), predict(FITTED, moved[up_to]))
+    assert not np.array_equal(
+        predict(FITTED, base[~up_to]), predict(FITTED, moved[moved["local_date"] > day])
+    )
+    # The labels are scored against, never fed in: features without them are the same.
+    unlabelled = point_in_time_frame(load)
+    pd.testing.assert_frame_equal(base.drop(columns="y"), unlabelled.drop(columns="y"))
+
+
+@pytest.mark.data
+def test_the_backtest_and_the_live_engine_agree(frame: pd.DataFrame, data_dir: Path) -> None:
+    load = read_hourly_load(data_dir)
+    known = daily_peaks(load)
+    day = date(2024, 8, 20)
+    rows = frame[frame["local_date"] == day]
+    hours = load[load["local_date"] == day]
+    live = day_probabilities(
+        day, list(zip(hours["local_hour"], hours["forecast_mw"], strict=True)), known
+    )
+    assert np.allclose(predict(FITTED, rows), live, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.data
+def test_embedded_coefficients_are_the_fit_on_every_labelled_summer(frame: pd.DataFrame) -> None:
+    years = labelled_years(frame)
+    assert years == [2019, 2020, 2022, 2023, 2024]
+    refit = fit_model(frame, years)
+    assert refit.trained_on == FITTED.trained_on
+    assert np.allclose(
+        (refit.intercept, *refit.weights), (FITTED.intercept, *FITTED.weights), rtol=1e-3
+    )
+
+
+@pytest.mark.data
+def test_out_of_sample_calibration_is_sane(frame: pd.DataFrame) -> None:
+    scores = evaluate(frame, "leave_one_out")
+    assert [s.year for s in scores] == [2019, 2020, 2022, 2023, 2024]
+    for s in scores:
+        assert s.year not in s.trained_on
+        assert s.peaks == 4
+        # Better than the climatology (base rate) forecast on every held-out summer.
+        assert s.log_loss < s.log_loss_climatology
+        assert s.brier < s.brier_climatology
+        # About four peaks expected per summer: not off by more than a factor of two.
+        assert 2.0 <= s.expected_peaks <= 8.0
+    total = sum(s.expected_peaks for s in scores)
+    assert 10.0 <= total <= 40.0
+    bins = reliability(frame)
+    assert sum(b.peaks for b in bins) == 20
+    assert bins[0].peaks == 0  # below 0.1 %: ~80 % of hours, no peak ever
+    for b in bins[1:4]:
+        assert b.observed_rate / 3 <= b.mean_probability <= b.observed_rate * 3
+
+
+@pytest.mark.data
+def test_trained_on_earlier_summers_only(frame: pd.DataFrame) -> None:
+    scores = evaluate(frame, "earlier")
+    assert [s.year for s in scores] == [2022, 2023, 2024]
+    assert all(max(s.trained_on) < s.year for s in scores)
+
+
+@pytest.mark.data
+def test_peak_signals_for_a_backtest_window(frame: pd.DataFrame, data_dir: Path) -> None:
+    start = datetime(2024, 8, 19, 5, tzinfo=UTC)
+    end = datetime(2024, 8, 22, 5, tzinfo=UTC)
+    schedule = peak_signal_schedule(start, end, data_dir=data_dir)
+    events = [e for _, e in schedule]
+    assert events == peak_signals(start, end, data_dir=data_dir)
+    assert events and all(isinstance(e, GridSignalEvent) for e in events)
+    assert len({e.signal_id for e in events}) == len(events)
+    for issued, e in schedule:
+        assert e.signal_type == "coincident_peak" and e.region == "ERCOT"
+        assert e.interval_end - e.interval_start == timedelta(hours=1)
+        assert start - timedelta(hours=1) < e.interval_start < end
+        assert issued <= e.interval_start  # announced ahead, at 00:00 Central of its day
+        assert 17.125 <= e.incentive_usd_per_mwh <= 17_125.0  # p in [0.1 %, 1] x $17,125
+    # The default model never saw 2024: the incentives are those of a fit without it.
+    held_out = fit_model(frame, [2019, 2020, 2022, 2023])
+    rows = frame.set_index("start_utc")
+    for e in events:
+        row = rows.loc[[pd.Timestamp(e.interval_start)]]
+        p = float(predict(held_out, row)[0])
+        assert e.incentive_usd_per_mwh == pytest.approx(p * 17_125.0)
+    peak_hour = datetime(2024, 8, 20, 21, tzinfo=UTC)
+    assert any(e.interval_start == peak_hour for e in events)
+    november = datetime(2024, 11, 1, tzinfo=UTC)
+    assert peak_signals(november, november + timedelta(days=3), data_dir=data_dir) == []
+
+
+@pytest.mark.data
+def test_the_oracle_knows_each_realised_peak_at_full_charge(data_dir: Path) -> None:
+    start, end = datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 10, 1, tzinfo=UTC)
+    signals = realised_peak_signals(start, end, data_dir=data_dir)
+    assert [s.interval_start for s in signals] == realised_peaks(2024, data_dir)
+    for s in signals:
+        assert s.interval_end - s.interval_start == timedelta(minutes=15)
+        # Over its 15 minutes the signal carries the whole $17,125 per MW.
+        assert s.incentive_usd_per_mwh * 0.25 == pytest.approx(17_125.0)
+
+
+def test_realised_charge_reads_the_import_at_each_peak() -> None:
+    starts = [datetime(2024, 8, 20, 20, tzinfo=UTC) + timedelta(minutes=15 * k) for k in range(12)]
+    imports = [10.0] * 12
+    imports[7] = 2.0  # 21:45-22:00, the 4CP interval
+    peaks = [datetime(2024, 8, 20, 21, 45, tzinfo=UTC), datetime(2024, 9, 20, 20, 45, tzinfo=UTC)]
+    assert realised_charge_usd(starts, imports, peaks) == pytest.approx(2.0 * 17_125.0)
+    assert realised_charge_usd([], [], peaks) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        realised_charge_usd(starts, imports[:3], peaks)
