@@ -28,10 +28,13 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """A value read from a curve; ``held`` is True when no interval covered the instant."""
+    """A value read from a curve; ``held`` is True when no interval covered the instant.
+    ``start`` and ``priority`` are those of the point the value came from."""
 
     value: float
     held: bool
+    start: datetime | None = None
+    priority: int = 0
 
 
 class Curve:
@@ -63,7 +66,12 @@ class Curve:
         if index == 0:
             return None
         point = self._points[self._starts[index - 1]]
-        return Lookup(point.value, held=not (point.start <= instant < point.end))
+        return Lookup(
+            point.value,
+            held=not (point.start <= instant < point.end),
+            start=point.start,
+            priority=point.priority,
+        )
 
     def prune_before(self, instant: datetime) -> None:
         """Forget points that ended before ``instant``, keeping the last one for hold-last."""

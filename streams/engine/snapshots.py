@@ -12,6 +12,7 @@ not read a clock or change the state.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,8 +23,10 @@ from optimizer import Horizon, SiteSnapshot
 from schemas import ComputeDemandEvent, DispatchDecision, GridSignalEvent, TelemetryEvent
 from streams.engine.curves import Curve, Lookup
 from streams.engine.fleet import SiteConfig
-from streams.engine.state import FleetState
+from streams.engine.state import REAL_TIME_PRIORITY, FleetState
 
+#: How fast a day-ahead forecast's error at the last real-time price fades over the steps after it.
+FORECAST_ERROR_DECAY = timedelta(hours=2)
 _NO_CURVE = Curve()  # read where a region has no carbon data yet; never written
 
 
@@ -95,7 +98,15 @@ def build_snapshot(
     if prices[0] is None or hashprices[0] is None:
         return None
     notes: list[str] = []
+    price_values, forecast_steps = _price_path(
+        prices, reads, state.price_forecasts.get(site.price_node), starts
+    )
     held = sum(1 for p in prices if p is None or p.held)
+    if forecast_steps:
+        notes.append(
+            f"price: {forecast_steps} of {horizon.n_steps} steps from the day-ahead forecast, "
+            "corrected by its error at the last real-time price"
+        )
     if held:
         notes.append(f"price: {held} of {horizon.n_steps} steps held at the last known value")
     carbon_curve = state.carbon.get(site.carbon_region) or _NO_CURVE
@@ -112,7 +123,7 @@ def build_snapshot(
     value, demand, floor = _demand_curves(state, site, starts)
     snapshot = SiteSnapshot(
         step_hours=hours,
-        price_usd_per_mwh=_fill(prices),
+        price_usd_per_mwh=price_values,
         carbon_g_per_kwh=_fill(carbon_values, default=0.0),
         hashprice_usd_per_th_day=_fill(hashprices),
         gpu_value_usd_per_mwh=value,
@@ -141,6 +152,41 @@ def build_snapshot(
         notes=tuple(notes),
         input_version=_digest(site.site_id, now, snapshot),
     )
+
+
+def _price_path(
+    prices: list[Lookup | None],
+    reads: RoundReads,
+    forecasts: Curve | None,
+    starts: tuple[datetime, ...],
+) -> tuple[np.ndarray, int]:
+    """The price of every step, and how many steps came from the day-ahead forecast.
+
+    A step covered by a real-time price takes it. Beyond the last real-time price, a step
+    covered by a day-ahead (or other forecast) price takes that forecast plus the forecast's
+    error at the last real-time interval, an error that decays with e-folding time
+    :data:`FORECAST_ERROR_DECAY`: right after a spike the next steps stay near the spike, hours
+    later they follow the day-ahead shape. A step that nothing covers holds the last value.
+    """
+    path = _fill(prices)
+    if forecasts is None:
+        return path, 0
+    anchor = prices[0]  # the price at now: the last real-time interval (held or covering)
+    error = 0.0
+    if anchor is not None and anchor.start is not None and anchor.priority == REAL_TIME_PRIORITY:
+        expected = forecasts.at(anchor.start)
+        if expected is not None and not expected.held:
+            error = anchor.value - expected.value
+    ahead = reads.read(forecasts, starts[0])
+    used = 0
+    for k, (lookup, forecast) in enumerate(zip(prices, ahead, strict=True)):
+        covered = lookup is not None and not lookup.held and lookup.priority == REAL_TIME_PRIORITY
+        if covered or forecast is None or forecast.held:
+            continue
+        since = starts[k] - (anchor.start if anchor and anchor.start else starts[0])
+        path[k] = forecast.value + error * math.exp(-since / FORECAST_ERROR_DECAY)
+        used += 1
+    return path, used
 
 
 def _fill(values: list[Lookup | None], default: float | None = None) -> np.ndarray:
@@ -273,7 +319,9 @@ def _signal_curves(
     """Per step: the tightest import cap (MW, +inf when none) and the expected peak charge.
 
     A coincident-peak alert without a MW number carries its expected charge as
-    ``incentive_usd_per_mwh``: it prices import during the alert instead of capping it.
+    ``incentive_usd_per_mwh``: it prices import during the alert instead of capping it, for the
+    hours the alert and the step overlap (an hourly step holding a 15-minute alert pays a
+    quarter of the hour's worth, not all of it).
     """
     caps = np.full(len(starts), np.inf)
     peaks = np.zeros(len(starts))
@@ -290,7 +338,8 @@ def _signal_curves(
                 caps[k] = min(caps[k], max(0.0, baseline - signal.reduction_mw))
             if signal.limit_mw is None and signal.reduction_mw is None:
                 if signal.signal_type == "coincident_peak":
-                    peaks[k] += signal.incentive_usd_per_mwh * hours[k]
+                    overlap = min(end, signal.interval_end) - max(start, signal.interval_start)
+                    peaks[k] += signal.incentive_usd_per_mwh * overlap / timedelta(hours=1)
                 else:
                     # An emergency with no number: keep only the contracted GPU floor running.
                     caps[k] = min(caps[k], site.pue * site.gpu_floor_mw)

@@ -43,6 +43,8 @@ InputEvent = (
 )
 
 _MARKET_PRIORITY = {"real_time": 2, "day_ahead": 1, "forecast": 0}
+#: The curve priority of a real-time price point (it beats any forecast for its interval).
+REAL_TIME_PRIORITY = _MARKET_PRIORITY["real_time"]
 _BASIS_PRIORITY = {"actual": 1, "forecast": 0}
 #: How much history behind the newest event each curve keeps.
 RETENTION = timedelta(days=2)
@@ -87,6 +89,8 @@ class FleetState:
     #: until a second, distinct real-time price near it confirms it; None = no such bound.
     max_clock_jump: timedelta | None = None
     prices: dict[str, Curve] = field(default_factory=dict)
+    #: Day-ahead and forecast prices only, by node (``prices`` holds them beneath real time).
+    price_forecasts: dict[str, Curve] = field(default_factory=dict)
     carbon: dict[str, Curve] = field(default_factory=dict)
     hashprice: Curve = field(default_factory=Curve)
     signals: dict[str, GridSignalEvent] = field(default_factory=dict)
@@ -156,6 +160,16 @@ class FleetState:
                     # Only real-time intervals move the clock: a day-ahead price for tomorrow
                     # is foresight, not a sign that tomorrow has come.
                     self._tick(event.node, event.interval_start)
+                else:
+                    # Kept apart too: the real-time price replaces it in ``prices``, yet the
+                    # forecast's error at that interval is what corrects the steps after it.
+                    _put(
+                        self.price_forecasts.setdefault(event.node, Curve()),
+                        event.interval_start,
+                        event.interval_end,
+                        event.price_usd_per_mwh,
+                        _MARKET_PRIORITY[event.market],
+                    )
                 return Applied(self._by_node.get(event.node, frozenset()), "price")
             case CarbonEvent():
                 curve = self.carbon.setdefault(event.region, Curve())
@@ -259,7 +273,8 @@ class FleetState:
     def prune(self, now: datetime) -> None:
         """Drop what lies further than :data:`RETENTION` behind ``now`` (bounded memory)."""
         horizon = now - RETENTION
-        for curve in (*self.prices.values(), *self.carbon.values(), self.hashprice):
+        curves = (*self.prices.values(), *self.price_forecasts.values(), *self.carbon.values())
+        for curve in (*curves, self.hashprice):
             curve.prune_before(horizon)
         for windows in self.demand.values():
             windows.prune_before(horizon)

@@ -3,6 +3,7 @@ deterministic decision ids."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -19,7 +20,7 @@ from schemas import (
 )
 from streams.engine.decisions import decision_id, to_decision
 from streams.engine.fleet import Fleet
-from streams.engine.snapshots import RoundReads, build_snapshot
+from streams.engine.snapshots import FORECAST_ERROR_DECAY, RoundReads, build_snapshot
 from streams.engine.state import FleetState, UnknownSiteError
 from tests.factories import mining_site, telemetry
 
@@ -233,6 +234,28 @@ def test_coincident_peak_alert_prices_import_and_telemetry_feeds_the_ramp(
     assert view.snapshot.battery_soc_mwh == 1.5
 
 
+def test_a_coincident_peak_alert_is_charged_only_for_the_hours_it_overlaps_a_step(
+    state: FleetState,
+) -> None:
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    state.apply(price(0, 20.0))
+    # A 15-minute alert inside the second, hourly step of a horizon: a quarter of that hour.
+    state.apply(
+        GridSignalEvent(
+            interval_start=T0 + timedelta(minutes=30),
+            interval_end=T0 + timedelta(minutes=45),
+            signal_id="4cp-quarter",
+            signal_type="coincident_peak",
+            region="ERCOT",
+            incentive_usd_per_mwh=68_500.0,
+        )
+    )
+    view = build_snapshot(state, site, Horizon((15, 60, 60)))
+    assert view is not None
+    assert list(view.snapshot.curve("peak_cost_usd_per_mw")) == [0.0, 17_125.0, 0.0]
+
+
 def test_horizon_steps_follow_the_mixed_horizon(state: FleetState) -> None:
     site = state.sites["site-a"]
     state.apply(hashprice())
@@ -262,3 +285,36 @@ def test_day_ahead_prices_are_foresight_not_a_clock(state: FleetState) -> None:
     assert view.now == T0  # still the newest real-time interval
     assert list(view.snapshot.price_usd_per_mwh) == [20.0, 20.0, 300.0, 300.0]
     assert "price: 2 of 4 steps held at the last known value" in view.notes
+
+
+def test_day_ahead_prices_forecast_the_horizon_corrected_by_their_last_error(
+    state: FleetState,
+) -> None:
+    """Beyond the last real-time price, steps follow the day-ahead shape plus the day-ahead
+    price's error at the last real-time interval, fading with FORECAST_ERROR_DECAY."""
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    for k, value in enumerate([30.0, 40.0, 50.0, 60.0]):
+        state.apply(
+            PriceEvent(
+                interval_start=T0 + k * Q,
+                interval_end=T0 + (k + 1) * Q,
+                node="HB_SOUTH",
+                market="day_ahead",
+                price_usd_per_mwh=value,
+            )
+        )
+    state.apply(price(0, 130.0))  # real time came in $100 above the day-ahead price
+    view = build_snapshot(state, site, H4)
+    assert view is not None
+    decay = [math.exp(-k * Q / FORECAST_ERROR_DECAY) for k in range(4)]
+    expected = [130.0] + [da + 100.0 * decay[k] for k, da in enumerate([30.0, 40, 50, 60]) if k]
+    assert list(view.snapshot.price_usd_per_mwh) == pytest.approx(expected)
+    assert any("3 of 4 steps from the day-ahead forecast" in n for n in view.notes)
+    # Without day-ahead prices the last real-time price is held, as before.
+    bare = FleetState(state.fleet)
+    bare.apply(hashprice())
+    bare.apply(price(0, 130.0))
+    held = build_snapshot(bare, site, H4)
+    assert held is not None
+    assert list(held.snapshot.price_usd_per_mwh) == [130.0] * 4
