@@ -1,0 +1,306 @@
+"""Configuration of the feed sources: runtime settings and secrets from the environment
+(``GRIDSHIFT_SOURCE_*``, :class:`SourceSettings`) and what to poll from a TOML file
+(:class:`SourcesFile`: ``[iso.<ISO>]``, ``[carbon]``, ``[hashprice]``).
+
+Both are strict: an unknown TOML key or ``GRIDSHIFT_SOURCE_*`` variable is an error that names
+the closest valid one, so a typo never silently falls back to a default. Secrets are
+``SecretStr`` and are only unwrapped by the source that hands them to its client library.
+Kafka settings (bootstrap, security, topic prefix, partitions) stay in the shared
+:class:`streams.settings.Settings`; this module does not repeat them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.base import Identifier
+from streams.errors import GridshiftError
+
+ENV_PREFIX = "GRIDSHIFT_SOURCE_"
+IsoName = Literal["ERCOT", "CAISO", "PJM", "NYISO"]
+Market = Literal["real_time", "day_ahead"]
+ISO_NAMES: tuple[str, ...] = get_args(IsoName)
+
+
+class SourceSettings(BaseSettings):
+    """Runtime settings and credentials of a source process (environment, then CLI flags)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    config: Path | None = Field(
+        default=None, description="TOML file of what to poll (nodes, regions, URLs, timings)."
+    )
+    state_dir: Path = Field(
+        default=Path("gridshift-sources"),
+        description="Folder of the checkpoint files (one per source) and the load JSONL files.",
+    )
+    health_enabled: bool = Field(default=True, description="Serve /health and /metrics.")
+    health_host: str = Field(default="127.0.0.1", description="Bind address of /health.")
+    health_port: int = Field(
+        default=8790, ge=0, le=65_535, description="Port of /health and /metrics (0 = any)."
+    )
+    log_every_poll: bool = Field(
+        default=True, description="One structured health line per poll (counts, next delay)."
+    )
+    pjm_api_key: SecretStr | None = Field(
+        default=None, description="PJM Data Miner API key (the PJM source needs it)."
+    )
+    electricitymaps_token: SecretStr | None = Field(
+        default=None, description="Electricity Maps API token (carbon from Electricity Maps)."
+    )
+    watttime_username: str | None = Field(default=None, description="WattTime user name.")
+    watttime_password: SecretStr | None = Field(default=None, description="WattTime password.")
+
+
+def env_variable(field: str) -> str:
+    """The environment variable of a :class:`SourceSettings` field."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_source_settings(
+    environ: Mapping[str, str] | None = None, **overrides: object
+) -> SourceSettings:
+    """:class:`SourceSettings` from the environment plus non-``None`` ``overrides`` (CLI
+    flags); an unknown ``GRIDSHIFT_SOURCE_*`` variable or a bad value is one clear line."""
+    env = os.environ if environ is None else environ
+    known = {env_variable(name) for name in SourceSettings.model_fields}
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            raise GridshiftError(f"unknown environment variable {name}{_suggest(name, known)}")
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        if environ is None:
+            return SourceSettings(**clean)  # type: ignore[arg-type]
+        # An explicit environment (tests): read it instead of os.environ.
+        values = {
+            field: env[env_variable(field)]
+            for field in SourceSettings.model_fields
+            if env_variable(field) in env
+        }
+        return SourceSettings.model_validate({**values, **clean})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise GridshiftError(
+            f"invalid setting {where} (env {env_variable(where)}): {first['msg']}"
+        ) from exc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PollConfig(_Strict):
+    """Timing and de-duplication of one source (every source section has these keys)."""
+
+    poll_interval_s: float = Field(default=60.0, gt=0.0, le=86_400.0)
+    timeout_s: float = Field(default=60.0, gt=0.0, le=3_600.0)
+    backoff_initial_s: float = Field(default=5.0, gt=0.0, le=3_600.0)
+    backoff_max_s: float = Field(default=300.0, gt=0.0, le=86_400.0)
+    lookback_hours: float = Field(default=6.0, gt=0.0, le=168.0)
+    dedup_window_hours: float = Field(default=48.0, gt=0.0, le=24.0 * 31)
+    corrections: Literal["ignore", "publish"] = "ignore"
+    unhealthy_after_failures: int = Field(default=3, ge=1, le=1_000)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        # Rows older than the de-duplication window count as late and are dropped, so a
+        # lookback reaching past it would ask the API for rows that can never be published.
+        if self.lookback_hours >= self.dedup_window_hours:
+            raise ValueError("lookback_hours must be shorter than dedup_window_hours")
+        return self
+
+
+def _both_markets() -> list[Market]:
+    return ["real_time", "day_ahead"]
+
+
+class IsoConfig(PollConfig):
+    """``[iso.<ISO>]``: the price nodes of one ISO, its markets, and whether to keep load."""
+
+    #: ISO location name -> gridshift price node (``grid.price.v1`` key). A list means the
+    #: same names on both sides; a table renames (PJM's "WESTERN HUB" has a space).
+    nodes: dict[str, Identifier] = Field(default_factory=dict)
+    markets: list[Market] = Field(default_factory=_both_markets, min_length=1)
+    load: bool = True
+    load_sink: Path | None = None
+    day_ahead_hours: float = Field(default=36.0, gt=0.0, le=168.0)
+    real_time_method: str | None = Field(default=None, pattern=r"^get_[a-z0-9_]+$")
+    day_ahead_method: str | None = Field(default=None, pattern=r"^get_[a-z0-9_]+$")
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _list_of_nodes(cls, value: Any) -> Any:
+        # A list names each node as the ISO does; the table form is the general one.
+        return {str(node): node for node in value} if isinstance(value, list) else value
+
+    def node_map(self) -> dict[str, str]:
+        """ISO location name -> price node."""
+        return dict(self.nodes)
+
+
+class CarbonRegion(_Strict):
+    """How one gridshift region (``grid.carbon.v1`` key) is called by each provider."""
+
+    electricitymaps: str | None = Field(default=None, min_length=1, max_length=64)
+    watttime: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class CarbonConfig(PollConfig):
+    """``[carbon]``: which provider gives the average and the marginal intensity, and where."""
+
+    poll_interval_s: float = Field(default=300.0, gt=0.0, le=86_400.0)
+    average: Literal["electricitymaps", "watttime"] = "electricitymaps"
+    marginal: Literal["watttime", "none"] = "none"
+    forecast: bool = True
+    forecast_hours: int = Field(default=24, ge=1, le=72)
+    emission_factor: Literal["lifecycle", "direct"] = "lifecycle"
+    regions: dict[Identifier, CarbonRegion] = Field(default_factory=dict)
+    electricitymaps_url: str = Field(
+        default="https://api.electricitymaps.com/v3", pattern=r"^https?://"
+    )
+    watttime_url: str = Field(default="https://api.watttime.org", pattern=r"^https?://")
+
+    def providers(self) -> set[str]:
+        """The providers this configuration calls."""
+        return {self.average} | ({self.marginal} if self.marginal != "none" else set())
+
+    @model_validator(mode="after")
+    def _regions_named(self) -> Self:
+        for region, names in self.regions.items():
+            for provider in sorted(self.providers()):
+                if getattr(names, provider) is None:
+                    raise ValueError(
+                        f"region {region} has no {provider} name "
+                        f"(set [carbon.regions.{region}] {provider} = ...)"
+                    )
+        return self
+
+
+class HashpriceConfig(PollConfig):
+    """``[hashprice]``: where the on-chain facts and the BTC price come from."""
+
+    poll_interval_s: float = Field(default=600.0, gt=0.0, le=86_400.0)
+    api_url: str = Field(default="https://mempool.space", pattern=r"^https?://")
+    price_url: str | None = Field(default=None, pattern=r"^https?://")
+    interval_minutes: int = Field(default=60, ge=1, le=1_440)
+    fee_blocks: int = Field(default=144, ge=1, le=2_016)
+
+    @model_validator(mode="after")
+    def _whole_day(self) -> Self:
+        if 1_440 % self.interval_minutes:
+            raise ValueError("interval_minutes must divide a day (1440 minutes)")
+        return self
+
+    def prices_url(self) -> str:
+        """The BTC price endpoint (mempool.space's own unless ``price_url`` is set)."""
+        return self.price_url or f"{self.api_url.rstrip('/')}/api/v1/prices"
+
+
+class SourcesFile(_Strict):
+    """The whole TOML file: any of ``[iso.<ISO>]``, ``[carbon]``, ``[hashprice]``."""
+
+    iso: dict[IsoName, IsoConfig] = Field(default_factory=dict)
+    carbon: CarbonConfig = Field(default_factory=CarbonConfig)
+    hashprice: HashpriceConfig = Field(default_factory=HashpriceConfig)
+
+
+def load_sources_file(path: Path | None) -> SourcesFile:
+    """The parsed and validated file (defaults when ``path`` is ``None``); one line per
+    mistake, an unknown key with the closest valid one."""
+    if path is None:
+        return SourcesFile()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise GridshiftError(f"sources file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise GridshiftError(f"sources file {path} is not valid TOML: {exc}") from exc
+    check_keys(data, SourcesFile, where="")
+    try:
+        return SourcesFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(str(part) for part in first["loc"])
+        hint = ""
+        if "nodes" in loc and first["type"] == "string_pattern_mismatch":
+            hint = ' (rename it with a table: nodes = { "WESTERN HUB" = "PJM_WESTERN_HUB" })'
+        raise GridshiftError(f"sources file {path}: {_section(loc)}: {first['msg']}{hint}") from exc
+
+
+def check_keys(data: Any, model: type[BaseModel], where: str) -> None:
+    """Raise for the first key of ``data`` that ``model`` does not declare, naming the
+    closest one; recurse into nested models and tables of models."""
+    if not isinstance(data, dict):
+        return  # a wrong type is pydantic's to report, with the value
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            place = f"[{where}]" if where else "the top level"
+            raise GridshiftError(f"unknown key {key!r} in {place}{_suggest(key, fields)}")
+        _check_value(value, fields[key].annotation, f"{where}.{key}" if where else key)
+
+
+def _check_value(value: Any, annotation: Any, where: str) -> None:
+    for inner in _unwrap(annotation):
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            check_keys(value, inner, where)
+            return
+        if get_origin(inner) is dict and isinstance(value, dict):
+            key_type, value_type = get_args(inner)
+            allowed = get_args(key_type) if get_origin(key_type) is Literal else ()
+            for key, item in value.items():
+                if allowed and key not in allowed:
+                    raise GridshiftError(
+                        f"unknown key {key!r} in [{where}]{_suggest(key, allowed)}"
+                    )
+                if any(
+                    isinstance(t, type) and issubclass(t, BaseModel) for t in _unwrap(value_type)
+                ):
+                    _check_value(item, value_type, f"{where}.{key}")
+            return
+
+
+def _unwrap(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of ``X | Y`` / ``Optional[X]``, without ``Annotated`` wrappers."""
+    if get_origin(annotation) is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(t for arg in get_args(annotation) for t in _unwrap(arg))
+    return (annotation,)
+
+
+def _suggest(name: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return (
+        f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(candidates))})"
+    )
+
+
+def _section(loc: tuple[str, ...]) -> str:
+    """``('iso', 'ERCOT', 'nodes', '0')`` -> ``[iso.ERCOT] nodes.0`` (the TOML table, then
+    the key inside it)."""
+    if not loc:
+        return "(file)"
+    depth = 2 if loc[0] == "iso" else 3 if loc[:2] == ("carbon", "regions") else 1
+    head, rest = ".".join(loc[:depth]), ".".join(loc[depth:])
+    return f"[{head}] {rest}" if rest else f"[{head}]"
