@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# gridstatus pins conflict with openleadr's in one environment (see pyproject's dev extra).
+	$(BIN)/python -m pip install --quiet --no-deps "gridstatus>=0.37,<0.38"
 	@touch $@
 
 install: $(STAMP) ## create .venv and install gridshift with its dev tools

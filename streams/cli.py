@@ -19,9 +19,12 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from schemas import INPUT_TOPICS, DispatchDecision, json_schemas
+from streams.agent.cli import agent
 from streams.errors import GridshiftError
 from streams.kafka.connection import KafkaConnection
+from streams.openadr.cli import openadr_ven
 from streams.settings import Settings, load_settings
+from streams.sources.cli import source
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,7 +128,7 @@ def worker(
 @click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: a free one).")
 def broker(port: int | None) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
-    from streams.kafka.broker import EmbeddedBroker  # noqa: PLC0415
+    from streams.kafka.broker import BrokerError, EmbeddedBroker  # noqa: PLC0415
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,9 +136,11 @@ def broker(port: int | None) -> None:
     with EmbeddedBroker(port=port) as embedded:
         click.echo(f"embedded broker listening on {embedded.bootstrap} (in memory; Ctrl-C stops)")
         click.echo(f"  export GRIDSHIFT_KAFKA_BOOTSTRAP={embedded.bootstrap}")
-        while not stop.wait(timeout=1.0):
-            if embedded.pid is None:
-                break
+        # Short waits: a signal is acted on within 0.1 s, and the broker's stop (SIGINT, then
+        # SIGKILL) frees the port at once, clients connected or not.
+        while not stop.wait(timeout=0.1):
+            if not embedded.running:
+                raise BrokerError(f"the broker exited by itself: {embedded.log_tail()}")
     click.echo("broker stopped")
 
 
@@ -301,7 +306,8 @@ def demo(
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Real data folder [env GRIDSHIFT_DATA_DIR].",
+    help="Data folder for the scenario's data: paths [env GRIDSHIFT_DATA_DIR]; not needed "
+    "when every path is relative to the scenario file or absolute.",
 )
 @click.option(
     "--start",
@@ -319,6 +325,12 @@ def demo(
     help="Intervals after its start that a price becomes known (default: scenario).",
 )
 @click.option(
+    "--clip-to-data",
+    is_flag=True,
+    help="Run only the part of the period the data covers (default: refuse a period the data "
+    "does not cover); the report says so at the top.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     help="Report folder [default: reports/<scenario>].",
@@ -331,16 +343,19 @@ def backtest(
     start: datetime | None,
     end: datetime | None,
     price_lag: int | None,
+    clip_to_data: bool,
     out: Path | None,
 ) -> None:
-    """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle."""
+    """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle.
+
+    Relative paths in a scenario file resolve against the file's folder; data:PATH resolves
+    against --data-dir (see docs/SCENARIOS.md).
+    """
     _require_backtest_extra("backtest")
     from streams.backtest.report import markdown_table, run_backtest, summary_rows, write_report  # noqa: PLC0415
     from streams.backtest.scenario import load_scenario, resolve_scenario  # noqa: PLC0415
 
     settings = _settings(ctx, data_dir=data_dir)
-    if settings.data_dir is None:
-        raise GridshiftError("backtests need real data: pass --data-dir or set GRIDSHIFT_DATA_DIR")
     path = resolve_scenario(scenario)
     loaded = load_scenario(path)
     if price_lag is not None:
@@ -351,7 +366,10 @@ def backtest(
         path.parent,
         start=start.replace(tzinfo=UTC) if start else None,
         end=end.replace(tzinfo=UTC) if end else None,
+        clip_to_data=clip_to_data,
     )
+    if result.ledger.clipped:
+        click.echo(f"gridshift: {result.ledger.clipped}", err=True)
     click.echo(f"{loaded.title}\n")
     click.echo(markdown_table(summary_rows(result)))
     report = write_report(result, out or Path("reports") / loaded.name)
@@ -459,6 +477,13 @@ def asyncapi(out: Path | None) -> None:
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(str(out))
+
+
+# The commands that connect gridshift to the world live with their packages; their optional
+# libraries (gridstatus, openleadr, asic-rs, NVML) are imported only when a command runs.
+cli.add_command(source)
+cli.add_command(agent)
+cli.add_command(openadr_ven)
 
 
 def main(argv: list[str] | None = None) -> int:

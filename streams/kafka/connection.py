@@ -12,12 +12,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.helpers import create_ssl_context
 
 from streams.errors import GridshiftError
-from streams.settings import Settings
+
+if TYPE_CHECKING:  # only the annotation: the SDK stays free of the settings' optimizer import
+    from streams.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
