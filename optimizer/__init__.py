@@ -6,8 +6,14 @@ from optimizer.fleet import FleetModel
 from optimizer.horizon import Horizon
 from optimizer.model import DispatchModel
 from optimizer.plan import FleetPlan, Plan
-from optimizer.snapshot import BatchJob, FleetSnapshot, PoolSnapshot, SiteSnapshot
-from optimizer.spec import BatterySpec, FleetSpec, PoolSpec, SiteSpec
+from optimizer.snapshot import (
+    BatchJob,
+    FleetSnapshot,
+    PoolSnapshot,
+    ReserveSnapshot,
+    SiteSnapshot,
+)
+from optimizer.spec import BatterySpec, FleetSpec, PoolSpec, ReserveSpec, SiteSpec
 from optimizer.value import mining_revenue_usd_per_mwh
 
 __all__ = [
@@ -23,6 +29,8 @@ __all__ = [
     "Plan",
     "PoolSnapshot",
     "PoolSpec",
+    "ReserveSnapshot",
+    "ReserveSpec",
     "SiteSnapshot",
     "SiteSpec",
     "SolverFailed",

@@ -1,5 +1,6 @@
 """Optional parts of the fleet LP, each owning its variables, parameters, constraints and
-objective term: routable GPU pools, deferrable batch work, batteries and the carbon budget.
+objective term: routable GPU pools, deferrable batch work, batteries, reserves and the carbon
+budget.
 
 A part exists only when the spec asks for it (it changes the problem's shape). Each part adds
 into the shared load expressions through constant sparse maps and assigns its own parameters
@@ -34,6 +35,8 @@ class Layout:
     battery_sites: tuple[int, ...]
     batch_sites: tuple[int, ...]  # one entry per batch slot: the site it belongs to
     pairs: tuple[tuple[int, int, float], ...]  # (pool, site, latency penalty $/MWh)
+    #: One entry per (site, reserve product) the site is qualified for, site-major.
+    reserve_slots: tuple[tuple[int, str], ...] = ()
 
     @classmethod
     def of(cls, spec: FleetSpec, n_steps: int) -> Layout:
@@ -48,7 +51,13 @@ class Layout:
                 for k, pool in enumerate(spec.pools)
                 for site_id, penalty in pool.eligible
             ),
+            reserve_slots=tuple((i, r.product) for i, s in enumerate(sites) for r in s.reserves),
         )
+
+    @property
+    def reserve_sites(self) -> tuple[int, ...]:
+        """The sites with at least one reserve product, in site order."""
+        return tuple(dict.fromkeys(site for site, _ in self.reserve_slots))
 
     def rows(self, site: int) -> slice:
         return slice(site * self.n_steps, (site + 1) * self.n_steps)

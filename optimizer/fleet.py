@@ -1,6 +1,6 @@
 """The fleet dispatch LP: every site's mining, firm GPU and grid import over a rolling horizon,
 plus the optional parts (routable GPU pools, batch work, batteries, carbon budget) in
-:mod:`optimizer.components`.
+:mod:`optimizer.components` and reserves in :mod:`optimizer.reserves`.
 
 Shape (sites, steps, parts) is fixed at construction; :meth:`FleetModel.plan` only assigns
 parameter values and re-solves. Every parameter is a flat vector multiplied into a variable
@@ -11,10 +11,13 @@ tiered penalty slacks absorb them, in this order of priority:
 1. grid-signal compliance (import above an asserted cap): ``SIGNAL_PENALTY_USD_PER_MWH``, and
    always ``SIGNAL_OVER_FLOOR`` times the floor's penalty
 2. the contracted GPU floor: ``GPU_FLOOR_PENALTY_USD_PER_MWH``, raised per site and solve above
-   anything shedding it could gain (:func:`floor_penalty_usd_per_mwh`), so the floor yields to
-   grid signals and physical limits only, never to a price
-3. batch work finished by its deadline: ``BATCH_PENALTY_USD_PER_MWH``
-4. the fleet carbon budget: ``CARBON_BUDGET_PENALTY_USD_PER_T``
+   anything shedding it could gain (:func:`floor_penalty_usd_per_mwh`) and above the reserve
+   commitment's penalty, so the floor yields to grid signals and physical limits only, never to
+   a price
+3. committed reserve held: ``RESERVE_COMMIT_PENALTY_USD_PER_MWH``, raised per site and solve
+   above anything breaking the commitment could gain (:func:`commitment_penalty_usd_per_mwh`)
+4. batch work finished by its deadline: ``BATCH_PENALTY_USD_PER_MWH``
+5. the fleet carbon budget: ``CARBON_BUDGET_PENALTY_USD_PER_T``
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from optimizer.errors import SolverFailed, SpecError
 from optimizer.highs import HighsRunner
 from optimizer.params import set_value
 from optimizer.plan import FleetPlan, Plan
+from optimizer.reserves import RESERVE_COMMIT_PENALTY_USD_PER_MWH, Reserves
 from optimizer.snapshot import FleetSnapshot, SiteSnapshot, validate_all
 from optimizer.spec import FleetSpec, SiteSpec
 from optimizer.value import (
@@ -55,8 +59,10 @@ __all__ = [
     "BATCH_PENALTY_USD_PER_MWH",
     "CARBON_BUDGET_PENALTY_USD_PER_T",
     "GPU_FLOOR_PENALTY_USD_PER_MWH",
+    "RESERVE_COMMIT_PENALTY_USD_PER_MWH",
     "SIGNAL_PENALTY_USD_PER_MWH",
     "FleetModel",
+    "commitment_penalty_usd_per_mwh",
     "floor_penalty_usd_per_mwh",
 ]
 
@@ -89,23 +95,49 @@ def floor_penalty_usd_per_mwh(
     energy_usd_per_mwh: FloatArray,
     mining_revenue_usd_per_mwh: FloatArray,
     other_gpu_value_usd_per_mwh: float = 0.0,
+    commitment_usd_per_mwh: float = 0.0,
 ) -> float:
     """The penalty per MWh of GPU floor left unserved at one site over one horizon.
 
     Shedding a floor MWh can gain at most: the facility energy it avoids (``pue`` x the energy
     cost, i.e. price where positive, peak charge, carbon price and budget penalty per MWh),
     taken at the horizon's dearest step because a battery moves energy between steps; plus the
-    IT room it frees for mining or other GPU work. The penalty is the fixed tier
-    (``GPU_FLOOR_PENALTY_USD_PER_MWH``) until that sum comes near it (prices at the schema's
-    $100,000/MWh bound, PUE up to 3), and stays above it beyond: the contracted floor is never
-    the cheapest thing to give up. At ordinary prices nothing changes.
+    IT room it frees for mining or other GPU work; or, where the site sold reserve, the room
+    it frees for committed mining (``commitment_usd_per_mwh``, that shortfall's penalty). The
+    penalty is the fixed tier (``GPU_FLOOR_PENALTY_USD_PER_MWH``) until that sum comes near it
+    (prices at the schema's $100,000/MWh bound, PUE up to 3), and stays above it beyond: the
+    contracted floor is never the cheapest thing to give up. At ordinary prices nothing changes.
     """
     worst = (
         pue * float(np.max(energy_usd_per_mwh, initial=0.0))
         + float(np.max(mining_revenue_usd_per_mwh, initial=0.0))
         + other_gpu_value_usd_per_mwh
     )
-    return max(GPU_FLOOR_PENALTY_USD_PER_MWH, worst + FLOOR_MARGIN_USD_PER_MWH)
+    return max(
+        GPU_FLOOR_PENALTY_USD_PER_MWH,
+        worst + FLOOR_MARGIN_USD_PER_MWH,
+        commitment_usd_per_mwh + FLOOR_MARGIN_USD_PER_MWH,
+    )
+
+
+def commitment_penalty_usd_per_mwh(
+    *, pue: float, energy_usd_per_mwh: FloatArray, gpu_value_usd_per_mwh: float
+) -> float:
+    """The penalty per MWh of committed reserve not held at one site over one horizon.
+
+    Letting a committed MW go (the mining behind it stops) can gain at most: the facility
+    energy it avoids (``pue`` x the dearest step's energy cost, as for the floor), plus the IT
+    room it frees for GPU work (the best GPU value, firm or pooled) or for batch work due (its
+    penalty). The penalty is the fixed tier (``RESERVE_COMMIT_PENALTY_USD_PER_MWH``) or that sum
+    plus a margin, whichever is higher: a sold MW is never given up for a price, only for a
+    grid signal, the GPU floor (whose penalty is kept above this one) or a physical limit.
+    """
+    worst = (
+        pue * float(np.max(energy_usd_per_mwh, initial=0.0))
+        + max(0.0, gpu_value_usd_per_mwh)
+        + BATCH_PENALTY_USD_PER_MWH
+    )
+    return max(RESERVE_COMMIT_PENALTY_USD_PER_MWH, worst + FLOOR_MARGIN_USD_PER_MWH)
 
 
 class FleetModel:
@@ -163,9 +195,10 @@ class FleetModel:
         self.batch = BatchWork(spec, layout) if layout.batch_sites else None
         self.batteries = Batteries(spec, layout) if layout.battery_sites else None
         self.budget = CarbonBudget(rows, carbon_basis) if spec.carbon_budget else None
+        self.reserves = Reserves(spec, layout, self.mining) if layout.reserve_slots else None
         parts = [self._core(carbon_basis)] + [
             part.contribution
-            for part in (self.routing, self.batch, self.batteries, self.budget)
+            for part in (self.routing, self.batch, self.batteries, self.budget, self.reserves)
             if part is not None
         ]
         it_load: cp.Expression = sum((part.it_load for part in parts), start=self.mining + self.gpu)
@@ -279,7 +312,9 @@ class FleetModel:
             self.batteries.assign(snaps, hours)
         if self.budget is not None:
             self.budget.assign(snapshot.carbon_budget_t, hours, arrays["intensity"])
-        floor = self._floor_penalties(arrays, snapshot)
+        floor, commitment = self._penalties(arrays, snapshot)
+        if self.reserves is not None:
+            self.reserves.assign(snaps, hours, commitment)
         set_value(p["shortfall_usd_per_mw_step"], hours * floor)
         set_value(
             p["excess_usd_per_mw_step"],
@@ -287,10 +322,11 @@ class FleetModel:
         )
         return arrays
 
-    def _floor_penalties(
+    def _penalties(
         self, arrays: dict[str, FloatArray], snapshot: FleetSnapshot
-    ) -> FloatArray:
-        """Per row: each site's GPU floor penalty for this solve ($/MWh)."""
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per row: each site's GPU floor and reserve commitment penalties for this solve
+        ($/MWh; the commitment's is 0 at sites without reserve products)."""
         t = self.n_steps
         energy = (
             np.maximum(arrays["price"], 0.0)
@@ -307,16 +343,29 @@ class FleetModel:
                 (float(np.max(p.value_usd_per_mwh, initial=0.0)) for p in snapshot.pools.values()),
                 default=0.0,
             )
-        penalties = [
-            floor_penalty_usd_per_mwh(
-                pue=site.pue,
-                energy_usd_per_mwh=energy[self.layout.rows(position)],
-                mining_revenue_usd_per_mwh=arrays["revenue"][self.layout.rows(position)],
-                other_gpu_value_usd_per_mwh=pools,
+        floors, commitments = [], []
+        for position, site in enumerate(self.spec.sites):
+            rows = self.layout.rows(position)
+            commitment = 0.0
+            if site.reserves:
+                commitment = commitment_penalty_usd_per_mwh(
+                    pue=site.pue,
+                    energy_usd_per_mwh=energy[rows],
+                    gpu_value_usd_per_mwh=max(
+                        float(np.max(arrays["gpu_value"][rows], initial=0.0)), pools
+                    ),
+                )
+            commitments.append(commitment)
+            floors.append(
+                floor_penalty_usd_per_mwh(
+                    pue=site.pue,
+                    energy_usd_per_mwh=energy[rows],
+                    mining_revenue_usd_per_mwh=arrays["revenue"][rows],
+                    other_gpu_value_usd_per_mwh=pools,
+                    commitment_usd_per_mwh=commitment,
+                )
             )
-            for position, site in enumerate(self.spec.sites)
-        ]
-        return np.repeat(penalties, t)
+        return np.repeat(floors, t), np.repeat(commitments, t)
 
     def _ramp_rhs(
         self, snaps: list[SiteSnapshot], hours: FloatArray, mining_cap: FloatArray
@@ -396,8 +445,11 @@ class FleetModel:
             - carbon_cost_usd_per_mwh(intensity, 1.0) * arrays["carbon_price"],
         }
         v["unmatched"] = np.minimum(clean(self.unmatched.value), v["import"])
+        held = self.reserves.held() if self.reserves else np.zeros(0)
+        v["reserve_usd"] = self.reserves.revenue_usd(held) if self.reserves else np.zeros(rows)
+        v["reserve_short"] = self.reserves.shortfall_mw() if self.reserves else np.zeros(rows)
         batch_short = self.batch.shortfall_by_site() if self.batch else np.zeros(lay.n_sites)
-        binding = self._binding_first_step(v["mining"])
+        binding = self._binding_first_step(v["mining"], held)
         plans = {}
         for position, site in enumerate(self.spec.sites):
             r = lay.rows(position)
@@ -419,6 +471,9 @@ class FleetModel:
                 gpu_shortfall_mw=v["shortfall"][r],
                 signal_excess_mw=v["excess"][r],
                 batch_shortfall_mwh=float(batch_short[position]),
+                reserve_mw=self.reserves.by_product(position, held) if self.reserves else {},
+                reserve_shortfall_mw=v["reserve_short"][r],
+                reserve_revenue_usd=v["reserve_usd"][r],
                 energy_cost_usd=energy_cost_usd(v["import"][r], h, arrays["price"][r]),
                 peak_cost_usd=v["import"][r] * arrays["peak"][r],
                 mining_revenue_usd=v["mining"][r] * h * arrays["revenue"][r],
@@ -437,10 +492,11 @@ class FleetModel:
             )
         return plans
 
-    def _binding_first_step(self, mining: FloatArray) -> list[tuple[str, ...]]:
+    def _binding_first_step(self, mining: FloatArray, held: FloatArray) -> list[tuple[str, ...]]:
         """Per site, the limits that hold with no slack at step 0 (the committed interval)."""
         slacks = {name: _slack(self.constraints[name]) for name in _SITE_LIMITS}
         ramp_slack = _slack(self.constraints["mining_ramp"])
+        reserve, coupling = self.reserves.coupling(held) if self.reserves else (None, None)
         out = []
         for position, site in enumerate(self.spec.sites):
             first = self.layout.rows(position).start
@@ -451,6 +507,13 @@ class FleetModel:
                 names.append("mining_ramp")
             if mining[first] <= BINDING_TOLERANCE_MW:
                 names.append("mining_off")
+            if (
+                reserve is not None
+                and coupling is not None
+                and reserve[first] > BINDING_TOLERANCE_MW
+                and coupling[first] <= BINDING_TOLERANCE_MW
+            ):
+                names.append("reserve_mining")  # mining runs to hold the reserve
             out.append(tuple(names))
         return out
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from optimizer.value import FloatArray
 
 
@@ -15,6 +17,8 @@ class Plan:
     ``gpu_mw`` is the site's firm GPU load; ``routed_gpu_mw`` is flexible pool demand served
     here and ``batch_mw`` deferrable batch work. Emissions are kg CO2 per step, location-based
     (grid intensity x import) and market-based (grid import not matched by contracted supply).
+    ``reserve_mw`` is the reserve held per product (empty at a site without reserve products),
+    ``reserve_shortfall_mw`` the committed reserve not held (all products), per step.
     """
 
     mining_mw: FloatArray
@@ -29,6 +33,9 @@ class Plan:
     gpu_shortfall_mw: FloatArray
     signal_excess_mw: FloatArray
     batch_shortfall_mwh: float
+    reserve_mw: dict[str, FloatArray]
+    reserve_shortfall_mw: FloatArray
+    reserve_revenue_usd: FloatArray
     energy_cost_usd: FloatArray
     peak_cost_usd: FloatArray
     mining_revenue_usd: FloatArray
@@ -50,10 +57,17 @@ class Plan:
         margin: FloatArray = (
             self.mining_revenue_usd
             + self.gpu_revenue_usd
+            + self.reserve_revenue_usd
             - self.energy_cost_usd
             - self.peak_cost_usd
         )
         return margin
+
+    @property
+    def reserve_total_mw(self) -> FloatArray:
+        """Reserve held per step, all products together."""
+        total: FloatArray = sum(self.reserve_mw.values(), start=np.zeros(len(self.mining_mw)))
+        return total
 
     @property
     def slacks_used(self) -> dict[str, float]:
@@ -62,6 +76,7 @@ class Plan:
             "signal_excess_mw": float(self.signal_excess_mw[0]),
             "gpu_shortfall_mw": float(self.gpu_shortfall_mw[0]),
             "batch_shortfall_mwh": self.batch_shortfall_mwh,
+            "reserve_commit_shortfall_mw": float(self.reserve_shortfall_mw[0]),
         }
         return {name: amount for name, amount in used.items() if amount > 1e-9}
 

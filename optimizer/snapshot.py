@@ -2,7 +2,8 @@
 
 A snapshot is plain data built by the stream shell from past events only. Every curve has one
 value per horizon step; ``signal_cap_mw`` is +inf where no grid signal is active. Optional inputs
-default to "none": no on-site carbon-free supply, no PPA, no peak charge, no batch work.
+default to "none": no on-site carbon-free supply, no PPA, no peak charge, no batch work, no
+reserve offered, committed or deployed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _CURVES_NONNEGATIVE = (
     "gpu_floor_mw",
     "mining_available_mw",
 )
-_OPTIONAL_NONNEGATIVE = ("onsite_cfe_mw", "ppa_mw", "peak_cost_usd_per_mw")
+_OPTIONAL_NONNEGATIVE = ("onsite_cfe_mw", "ppa_mw", "peak_cost_usd_per_mw", "reserve_deployed_mw")
 _ALL_CURVES = (*_CURVES_NONNEGATIVE, "price_usd_per_mwh", "signal_cap_mw", *_OPTIONAL_NONNEGATIVE)
 
 
@@ -35,6 +36,38 @@ class BatchJob:
     energy_mwh: float
     deadline_step: int
     max_mw: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveSnapshot:
+    """One reserve product at one site over the horizon, per step.
+
+    ``price_usd_per_mw_h`` is the capacity price (paid per MW held, per hour). ``max_mw`` is what
+    may be offered in each step (``None`` or +inf: the qualified maximum of the spec; the
+    stream shell puts 0 where the market for that hour has closed unsold and the committed MW
+    where it has closed sold). ``committed_mw`` is what was sold: held unless a grid signal or
+    the GPU floor forbids it (a penalised shortfall, never infeasible).
+    """
+
+    price_usd_per_mw_h: FloatArray
+    max_mw: FloatArray | None = None
+    committed_mw: FloatArray | None = None
+
+    def validate(self, n_steps: int, where: str) -> None:
+        for name in ("price_usd_per_mw_h", "max_mw", "committed_mw"):
+            raw = getattr(self, name)
+            if raw is None:
+                continue
+            curve = np.asarray(raw, dtype=float)
+            if curve.shape != (n_steps,):
+                raise SpecError(where + name, f"expected {n_steps} steps, got shape {curve.shape}")
+            # +inf is a limit that does not bind (the qualified MW still applies).
+            finite = np.isfinite(curve) | ((curve == np.inf) & (name == "max_mw"))
+            bad = ~finite | (curve < 0)
+            if bad.any():
+                raise SpecError(
+                    where + name, f"non-finite or negative at step {int(np.argmax(bad))}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +90,11 @@ class SiteSnapshot:
     mining_now_mw: float | None = None
     battery_soc_mwh: float = 0.0
     batch_jobs: tuple[BatchJob, ...] = ()
+    #: Per reserve product of the site's spec (every one, no other).
+    reserves: Mapping[str, ReserveSnapshot] = field(default_factory=dict)
+    #: Reserve being deployed (curtailed on the grid's instruction) per step: counted as held,
+    #: since the MW it stops drawing are the reserve delivered.
+    reserve_deployed_mw: FloatArray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -89,6 +127,10 @@ class SiteSnapshot:
         if (np.asarray(self.step_hours) <= 0).any():
             raise SpecError(where + "step_hours", "every step must be longer than zero")
         self._validate_scalars(n_steps, where)
+        # Checked here one site at a time; the fleet model checks the stacked curves at once
+        # and comes here only to name a culprit.
+        for product, reserve in self.reserves.items():
+            reserve.validate(n_steps, f"{where}reserves.{product}.")
 
     def _validate_scalars(self, n_steps: int, where: str) -> None:
         for name in ("carbon_price_usd_per_t", "battery_soc_mwh"):

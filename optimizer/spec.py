@@ -40,13 +40,29 @@ class BatterySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ReserveSpec:
+    """A reserve product the site is qualified to offer with its curtailable load (mining), up to
+    ``max_mw``. The product is a name (e.g. ERCOT ``ecrs``); the model does not interpret it:
+    every product is capacity held ready to curtail, paid per MW and hour."""
+
+    product: str
+    max_mw: float
+
+    def __post_init__(self) -> None:
+        if not self.product:
+            raise SpecError("reserves.product", "must not be empty")
+        require_finite(f"reserves.{self.product}.max_mw", self.max_mw, minimum=0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class SiteSpec:
     """One site behind one grid connection.
 
     ``pue`` scales IT load to facility load: facility = pue x (mining + GPU + batch).
     ``mining_ramp_up_mw_per_min`` limits how fast miners restart (they stop in seconds, but
     restarts are staggered); ``None`` means no limit. ``batch_slots`` is how many deferrable GPU
-    batch jobs the site can carry at once (part of the problem's shape).
+    batch jobs the site can carry at once (part of the problem's shape). ``reserves`` are the
+    reserve products the site may sell with its mining load (part of the shape too).
     """
 
     site_id: str
@@ -58,6 +74,7 @@ class SiteSpec:
     mining_ramp_up_mw_per_min: float | None = None
     battery: BatterySpec | None = None
     batch_slots: int = 0
+    reserves: tuple[ReserveSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.site_id:
@@ -73,6 +90,13 @@ class SiteSpec:
             require_finite("mining_ramp_up_mw_per_min", self.mining_ramp_up_mw_per_min, minimum=0)
         if self.batch_slots < 0:
             raise SpecError("batch_slots", "must be >= 0")
+        products = [r.product for r in self.reserves]
+        if len(set(products)) != len(products):
+            raise SpecError("reserves", f"a product is listed twice: {products}")
+
+    @property
+    def reserve_products(self) -> tuple[str, ...]:
+        return tuple(r.product for r in self.reserves)
 
 
 @dataclass(frozen=True, slots=True)

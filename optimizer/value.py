@@ -42,3 +42,17 @@ def energy_cost_usd(import_mw: FloatArray, hours: FloatArray, price: FloatArray)
 def emissions_kg(import_mw: FloatArray, hours: FloatArray, intensity: FloatArray) -> FloatArray:
     """Location-based emissions per step: grid intensity (g/kWh = kg/MWh) x MWh imported."""
     return import_mw * hours * intensity
+
+
+def reserve_revenue_usd(
+    reserve_mw: FloatArray | float, hours: FloatArray, price_usd_per_mw_h: FloatArray
+) -> FloatArray:
+    """Capacity payment for reserve held: MW x hours x the clearing price ($/MW per hour).
+
+    Paid for being ready to curtail, whether or not a deployment comes; a deployment's energy
+    is not bought, which the energy term already counts (the curtailed load draws nothing).
+    """
+    revenue: FloatArray = np.multiply(reserve_mw, hours) * np.asarray(
+        price_usd_per_mw_h, dtype=float
+    )
+    return revenue

@@ -5,8 +5,15 @@ Depends on nothing else in the repository.
 
 from schemas.base import IntervalEvent, StrictModel
 from schemas.deadletter import DeadLetter, RejectReason
-from schemas.decision import DispatchDecision, Economics, PlanStep, SolverReport, Trigger
-from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent
+from schemas.decision import (
+    DispatchDecision,
+    Economics,
+    PlanStep,
+    ReserveCommitment,
+    SolverReport,
+    Trigger,
+)
+from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent, ReservePriceEvent, ReserveProduct
 from schemas.market import ComputeDemandEvent, HashpriceEvent
 from schemas.registry import (
     DEADLETTER_TOPIC,
@@ -40,6 +47,9 @@ __all__ = [
     "PlanStep",
     "PriceEvent",
     "RejectReason",
+    "ReserveCommitment",
+    "ReservePriceEvent",
+    "ReserveProduct",
     "SolverReport",
     "StrictModel",
     "TelemetryEvent",

@@ -11,8 +11,11 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.base import Identifier, IntervalEvent, NonNegativeMW, PriceUSDPerMWh, StrictModel
+from schemas.grid import ReserveProduct
 
-Trigger = Literal["price", "carbon", "signal", "telemetry", "hashprice", "compute_demand", "timer"]
+Trigger = Literal[
+    "price", "carbon", "signal", "telemetry", "hashprice", "compute_demand", "reserve", "timer"
+]
 
 
 class PlanStep(IntervalEvent):
@@ -23,6 +26,13 @@ class PlanStep(IntervalEvent):
     grid_import_mw: NonNegativeMW
     price_usd_per_mwh: PriceUSDPerMWh
     carbon_intensity_g_per_kwh: float = Field(ge=0.0)
+    reserve_mw: NonNegativeMW = Field(default=0.0, description="Reserve held, all products.")
+
+
+class ReserveCommitment(IntervalEvent):
+    """Reserve sold day-ahead for one hour: MW per product, held ready to curtail."""
+
+    reserve_mw: dict[ReserveProduct, NonNegativeMW]
 
 
 class Economics(StrictModel):
@@ -32,6 +42,9 @@ class Economics(StrictModel):
     peak_cost_usd: float = Field(default=0.0, description="Expected coincident-peak charge.")
     mining_revenue_usd: float
     gpu_revenue_usd: float
+    reserve_revenue_usd: float = Field(
+        default=0.0, ge=0.0, description="Reserve capacity payments (MW held x clearing price)."
+    )
     net_margin_usd: float
     emissions_kg_co2: float = Field(ge=0.0, description="Location-based: grid intensity x import.")
     emissions_market_kg_co2: float = Field(
@@ -74,6 +87,15 @@ class DispatchDecision(IntervalEvent):
     battery_charge_mw: NonNegativeMW = 0.0
     battery_discharge_mw: NonNegativeMW = 0.0
     onsite_cfe_mw: NonNegativeMW = Field(default=0.0, description="On-site carbon-free supply.")
+    reserve_mw: dict[ReserveProduct, NonNegativeMW] = Field(
+        default_factory=dict,
+        description="Reserve held ready to curtail in the first interval, MW by product (mining "
+        "kept running for it; a reserve_deployment signal curtails it).",
+    )
+    reserve_commitments: tuple[ReserveCommitment, ...] = Field(
+        default=(),
+        description="Reserve sold day-ahead for the hours of the horizon (to be held).",
+    )
     shadow_price_carbon_usd_per_t: float = Field(
         default=0.0, description="What one more tonne of fleet carbon budget is worth."
     )

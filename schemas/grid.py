@@ -1,5 +1,6 @@
-"""Grid-side events: node prices (grid.price.v1), carbon intensity (grid.carbon.v1) and grid
-signals such as demand response, coincident-peak alerts and emergencies (grid.signal.v1)."""
+"""Grid-side events: node prices (grid.price.v1), carbon intensity (grid.carbon.v1), grid
+signals such as demand response, coincident-peak alerts, emergencies and reserve deployments
+(grid.signal.v1), and reserve (ancillary service) capacity prices (grid.reserve.v1)."""
 
 from __future__ import annotations
 
@@ -29,16 +30,41 @@ class CarbonEvent(IntervalEvent):
     marginal_intensity_g_per_kwh: float | None = Field(default=None, ge=0.0, le=5_000.0)
 
 
+#: Reserve (ancillary service) products, ERCOT's names: regulation up and down, responsive
+#: reserve, contingency reserve, non-spinning reserve.
+ReserveProduct = Literal["reg_up", "reg_down", "rrs", "ecrs", "non_spin"]
+
+
+class ReservePriceEvent(IntervalEvent):
+    """The clearing price of one reserve product in one region for one interval (usually an hour).
+
+    A capacity price: paid per MW held ready over the interval ($/MW per hour, ERCOT's MCPC),
+    whether or not the reserve is deployed. Only day-ahead prices for now.
+    """
+
+    kind: Literal["reserve_price"] = "reserve_price"
+    region: Identifier = Field(description="Grid region, e.g. ERCOT (a site's carbon_region).")
+    product: ReserveProduct
+    market: Literal["day_ahead"] = "day_ahead"
+    price_usd_per_mw_h: float = Field(
+        ge=0.0, le=100_000.0, description="Capacity price, $ per MW held per hour."
+    )
+
+
 class GridSignalEvent(IntervalEvent):
     """A grid request asserted over [interval_start, interval_end) for a region or one site.
 
     A signal caps the site's grid import at ``limit_mw`` and/or asks for ``reduction_mw`` below
-    its plan; an ``emergency`` level with neither means "curtail everything interruptible".
+    its plan; an ``emergency`` level with neither means "curtail everything interruptible". A
+    ``reserve_deployment`` calls on reserve the site sold: it curtails ``reduction_mw`` at once
+    (required), and those MW count as the reserve delivered.
     """
 
     kind: Literal["signal"] = "signal"
     signal_id: Identifier
-    signal_type: Literal["demand_response", "coincident_peak", "emergency", "curtailment"]
+    signal_type: Literal[
+        "demand_response", "coincident_peak", "emergency", "curtailment", "reserve_deployment"
+    ]
     region: Identifier | None = None
     site_id: Identifier | None = None
     limit_mw: NonNegativeMW | None = None
@@ -49,4 +75,6 @@ class GridSignalEvent(IntervalEvent):
     def _has_target(self) -> Self:
         if (self.region is None) == (self.site_id is None):
             raise ValueError("exactly one of region or site_id must be set")
+        if self.signal_type == "reserve_deployment" and self.reduction_mw is None:
+            raise ValueError("a reserve_deployment needs reduction_mw (the MW deployed)")
         return self

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from schemas.deadletter import DeadLetter
 from schemas.decision import DispatchDecision
-from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent
+from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent, ReservePriceEvent
 from schemas.market import ComputeDemandEvent, HashpriceEvent
 from schemas.site import TelemetryEvent
 
@@ -46,6 +46,10 @@ TOPICS: tuple[TopicContract, ...] = (
     TopicContract(
         "grid.signal.v1", GridSignalEvent, "region or site", "Grid requests and caps.", True,
         key_fields=("site_id", "region"), route="signals",
+    ),
+    TopicContract(
+        "grid.reserve.v1", ReservePriceEvent, "grid region", "Reserve capacity prices.", True,
+        key_fields=("region",), route="reserve-prices",
     ),
     TopicContract(
         "site.telemetry.v1", TelemetryEvent, "site", "Site measurements.", True,

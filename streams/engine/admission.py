@@ -8,7 +8,7 @@ none and admits every input as before. Two classes of input:
 - **observed** inputs describe the present (real-time prices, telemetry, actual carbon
   intensity): one dated more than ``max_clock_skew`` ahead of the wall clock comes from a wrong
   clock, and would otherwise become the fleet's "now" or its freshest measurement;
-- **foresight** may be dated ahead (day-ahead and forecast prices, carbon forecasts, grid
+- **foresight** may be dated ahead (day-ahead, forecast and reserve prices, carbon forecasts, grid
   signals announced ahead, compute-demand windows, hashprice), up to ``max_lookahead``: a bound
   on how far ahead anything is worth knowing, which also bounds the memory future points take
   (pruning only drops the past).
@@ -32,6 +32,7 @@ from schemas import (
     GridSignalEvent,
     HashpriceEvent,
     PriceEvent,
+    ReservePriceEvent,
     TelemetryEvent,
 )
 from streams.engine.codec import Rejection
@@ -44,6 +45,7 @@ Input = (
     | TelemetryEvent
     | HashpriceEvent
     | ComputeDemandEvent
+    | ReservePriceEvent
 )
 WallClock = Callable[[], datetime]
 
@@ -106,7 +108,7 @@ def admit(event: Input, wall: datetime, limits: AdmissionLimits) -> Rejection | 
     )
 
 
-def describe(event: Input) -> str:
+def describe(event: Input) -> str:  # noqa: PLR0911 - one answer per input kind
     """A few words naming the input: its kind, basis and key."""
     match event:
         case PriceEvent():
@@ -121,6 +123,8 @@ def describe(event: Input) -> str:
             return f"compute demand for {event.site_id}"
         case HashpriceEvent():
             return "hashprice"
+        case ReservePriceEvent():
+            return f"{event.market} {event.product} reserve price for {event.region}"
 
 
 def _seconds(value: float | None) -> timedelta | None:

@@ -12,6 +12,11 @@ changed since their last decision. A site is never left without a decision:
 - when the solver fails, each site holds its last plan while that plan still covers the
   interval, else gets the fail-safe; both are flagged and counted.
 
+Reserve: the decider keeps the book of reserve sold per site and hour
+(:class:`~streams.engine.reserves.CommitmentBook`). Every optimal round sells the open hours its
+plan covers whole (the rule is in :mod:`streams.engine.reserves`), before the decisions are
+written, so each decision lists what is sold over its horizon; the next rounds keep it.
+
 A worker of a scaled-out fleet decides only its own sites (:meth:`Decider.set_scope`): it
 neither solves nor fail-safes sites it does not own (whose inputs it may never see), and it
 keeps its share of the fleet-wide quantities: the carbon budget by interconnect capacity, each
@@ -41,6 +46,7 @@ from schemas import DispatchDecision, TelemetryEvent, Trigger
 from streams.engine.decisions import to_decision
 from streams.engine.fallback import fail_safe, hold_last_plan
 from streams.engine.fleet import PoolConfig, SiteConfig
+from streams.engine.reserves import COMMIT_LEAD, CommitmentBook
 from streams.engine.snapshots import RoundReads, SnapshotView, build_snapshot
 from streams.engine.state import FleetState
 
@@ -78,6 +84,7 @@ class Decider:
         stale_price_after: timedelta | None = None,
         failsafe_mining_fraction: float = 0.0,
         restore_fraction: float = 0.25,
+        reserve_commit_lead: timedelta = COMMIT_LEAD,
     ) -> None:
         self.horizon = horizon
         self.pools = pools
@@ -102,6 +109,7 @@ class Decider:
         self.scope: frozenset[str] | None = None  # the sites decided here; None = every site
         self.budget_share = 1.0
         self.pool_share: dict[str, float] = {}
+        self.reserves = CommitmentBook(lead=reserve_commit_lead)
 
     def set_scope(self, site_ids: frozenset[str], fleet: Mapping[str, SiteConfig]) -> None:
         """Decide only ``site_ids`` of ``fleet`` and prorate the fleet-wide quantities to them."""
@@ -139,6 +147,7 @@ class Decider:
                 mining_cap_mw=cap,
                 reads=reads,
                 decided=self._decided(site_id),
+                book=self.reserves,
             )
             if view is not None:
                 views[site_id] = view
@@ -205,8 +214,24 @@ class Decider:
         return model.plan(snapshot)
 
     def decisions(self, rnd: Round, plan: FleetPlan) -> list[DispatchDecision]:
-        """Optimal decisions for the changed sites, fail-safe ones for the stale sites."""
-        out = [to_decision(rnd.views[s], plan.sites[s], rnd.triggers[s], plan) for s in rnd.changed]
+        """Optimal decisions for the changed sites, fail-safe ones for the stale sites; first,
+        the open hours this plan covers are sold (every planned site, changed or not)."""
+        for site_id, view in rnd.views.items():
+            site_plan = plan.sites.get(site_id)
+            if site_plan is not None and site_plan.reserve_mw:
+                self.reserves.commit(
+                    site_id, view.now, view.step_starts, view.step_ends[-1], site_plan.reserve_mw
+                )
+        out = [
+            to_decision(
+                rnd.views[s],
+                plan.sites[s],
+                rnd.triggers[s],
+                plan,
+                sold=self.reserves.within(s, rnd.views[s].now, rnd.views[s].step_ends[-1]),
+            )
+            for s in rnd.changed
+        ]
         out += self._stale_decisions(rnd)
         for decision in out:
             self._remember(decision, rnd)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from optimizer import FleetPlan, Plan
 from schemas import DispatchDecision, Economics, SolverReport, Trigger
 from streams.engine.snapshots import SnapshotView
+
+_HOUR = timedelta(hours=1)
 
 
 def decision_id(site_id: str, interval_start: datetime, input_version: str) -> str:
@@ -19,9 +22,15 @@ def decision_id(site_id: str, interval_start: datetime, input_version: str) -> s
 
 
 def to_decision(
-    view: SnapshotView, plan: Plan, trigger: Trigger, fleet: FleetPlan | None = None
+    view: SnapshotView,
+    plan: Plan,
+    trigger: Trigger,
+    fleet: FleetPlan | None = None,
+    *,
+    sold: Sequence[tuple[datetime, Mapping[str, float]]] = (),
 ) -> DispatchDecision:
-    """The wire form of a site's plan (and the fleet-level results it was solved with)."""
+    """The wire form of a site's plan (and the fleet-level results it was solved with).
+    ``sold`` is the reserve sold for the hours of the horizon (hour start, MW by product)."""
     snap = view.snapshot
     # Plain floats once per array (indexing numpy element by element is the slow way), and the
     # steps validated as part of the decision in one pass instead of one model call per step.
@@ -30,6 +39,7 @@ def to_decision(
     grid = plan.grid_import_mw.tolist()
     price = snap.price_usd_per_mwh.tolist()
     carbon = snap.carbon_g_per_kwh.tolist()
+    reserve = plan.reserve_total_mw.tolist()
     steps = [
         {
             "interval_start": start,
@@ -39,6 +49,7 @@ def to_decision(
             "grid_import_mw": grid[k],
             "price_usd_per_mwh": price[k],
             "carbon_intensity_g_per_kwh": carbon[k],
+            "reserve_mw": reserve[k],
         }
         for k, (start, end) in enumerate(zip(view.step_starts, view.step_ends, strict=True))
     ]
@@ -57,6 +68,11 @@ def to_decision(
         battery_charge_mw=float(plan.battery_charge_mw[0]),
         battery_discharge_mw=float(plan.battery_discharge_mw[0]),
         onsite_cfe_mw=float(plan.onsite_cfe_used_mw[0]),
+        reserve_mw={p: float(mw[0]) for p, mw in plan.reserve_mw.items()},
+        reserve_commitments=[
+            {"interval_start": hour, "interval_end": hour + _HOUR, "reserve_mw": dict(mw)}
+            for hour, mw in sold
+        ],
         mining_breakeven_usd_per_mwh=float(plan.mining_breakeven_usd_per_mwh[0]),
         shadow_price_interconnect_usd_per_mwh=float(plan.shadow_price_interconnect_usd_per_mwh[0]),
         shadow_price_carbon_usd_per_t=fleet.shadow_price_carbon_usd_per_t if fleet else 0.0,
@@ -70,6 +86,7 @@ def to_decision(
             peak_cost_usd=float(plan.peak_cost_usd[0]),
             mining_revenue_usd=float(plan.mining_revenue_usd[0]),
             gpu_revenue_usd=float(plan.gpu_revenue_usd[0]),
+            reserve_revenue_usd=float(plan.reserve_revenue_usd[0]),
             net_margin_usd=float(plan.net_margin_usd[0]),
             emissions_kg_co2=float(plan.emissions_kg[0]),
             emissions_market_kg_co2=float(plan.emissions_market_kg[0]),

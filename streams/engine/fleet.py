@@ -12,7 +12,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from optimizer import BatterySpec, SiteSpec
+from optimizer import BatterySpec, ReserveSpec, SiteSpec
+from schemas import ReserveProduct
 from schemas.base import Identifier
 from streams.engine.tomlfiles import first_error, read_toml
 from streams.errors import GridshiftError
@@ -46,6 +47,16 @@ class SiteConfig(BaseModel):
     battery_power_mw: float = Field(default=0.0, ge=0.0)
     battery_energy_mwh: float = Field(default=0.0, ge=0.0)
     battery_round_trip_efficiency: float = Field(default=0.88, gt=0.0, le=1.0)
+    reserve_products: tuple[ReserveProduct, ...] = Field(
+        default=(),
+        description="Reserve products the site is qualified to sell with its mining load (a "
+        "Load Resource: reg_up, rrs, ecrs, non_spin; reg_down would need load to add).",
+    )
+    reserve_max_mw: float | dict[ReserveProduct, float] | None = Field(
+        default=None,
+        description="Qualified MW per product: one number for each, or a table by product; "
+        "unset = the mining capacity.",
+    )
 
     @model_validator(mode="after")
     def _floor_within_capacity(self) -> Self:
@@ -54,6 +65,41 @@ class SiteConfig(BaseModel):
         if self.gpu_demand_mw is not None and self.gpu_demand_mw > self.gpu_capacity_mw:
             raise ValueError("gpu_demand_mw cannot exceed gpu_capacity_mw")
         return self
+
+    @model_validator(mode="after")
+    def _reserve_qualification(self) -> Self:
+        products = self.reserve_products
+        if len(set(products)) != len(products):
+            raise ValueError(f"reserve_products lists a product twice: {list(products)}")
+        if "reg_down" in products:
+            # Regulation down asks a load to draw more; the model's reserve is curtailable
+            # mining held running, which can only draw less.
+            raise ValueError("reserve_products: reg_down is not offered (mining curtails only)")
+        limits = self.reserve_max_mw
+        if limits is not None and not products:
+            raise ValueError("reserve_max_mw without reserve_products")
+        if isinstance(limits, dict) and set(limits) != set(products):
+            raise ValueError(
+                "reserve_max_mw: give one MW value for each of reserve_products "
+                f"({', '.join(products)}), got {', '.join(limits) or 'none'}"
+            )
+        for product in products:
+            mw = self.reserve_max_for(product)
+            if not 0.0 <= mw <= self.mining_capacity_mw:
+                raise ValueError(
+                    f"reserve_max_mw for {product}: {mw} MW is not within 0 and "
+                    f"mining_capacity_mw ({self.mining_capacity_mw} MW)"
+                )
+        return self
+
+    def reserve_max_for(self, product: str) -> float:
+        """The MW the site is qualified to hold of ``product``."""
+        limits = self.reserve_max_mw
+        if limits is None:
+            return self.mining_capacity_mw
+        if isinstance(limits, dict):
+            return float(limits[product])  # type: ignore[index]
+        return limits
 
     @property
     def firm_gpu_demand_mw(self) -> float:
@@ -77,6 +123,7 @@ class SiteConfig(BaseModel):
             pue=self.pue,
             mining_ramp_up_mw_per_min=self.mining_ramp_up_mw_per_min,
             battery=battery,
+            reserves=tuple(ReserveSpec(p, self.reserve_max_for(p)) for p in self.reserve_products),
         )
 
 

@@ -23,6 +23,14 @@ from optimizer import Horizon, SiteSnapshot
 from schemas import ComputeDemandEvent, DispatchDecision, GridSignalEvent, TelemetryEvent
 from streams.engine.curves import Curve, Lookup
 from streams.engine.fleet import SiteConfig
+from streams.engine.reserves import (
+    DAY,
+    CommitmentBook,
+    ReserveInputs,
+    hour_of,
+    price_path,
+    reserve_inputs,
+)
 from streams.engine.state import REAL_TIME_PRIORITY, FleetState
 
 #: How fast a day-ahead forecast's error at the last real-time price fades over the steps after it.
@@ -43,12 +51,31 @@ class RoundReads:
         self.horizon = horizon
         self._starts: dict[datetime, tuple[datetime, ...]] = {}
         self._reads: dict[tuple[int, datetime], list[Lookup | None]] = {}
+        self._hours: dict[datetime, tuple[datetime, ...]] = {}
+        self._reserve_paths: dict[tuple[int, datetime], tuple[np.ndarray, np.ndarray]] = {}
 
     def starts(self, now: datetime) -> tuple[datetime, ...]:
         starts = self._starts.get(now)
         if starts is None:
             starts = self._starts[now] = self.horizon.starts(now)
         return starts
+
+    def hours(self, now: datetime) -> tuple[datetime, ...]:
+        """The (UTC) hour of every step start of the grid that begins at ``now``."""
+        hours = self._hours.get(now)
+        if hours is None:
+            hours = self._hours[now] = tuple(hour_of(t) for t in self.starts(now))
+        return hours
+
+    def reserve_path(self, curve: Curve, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """A reserve price curve's expected price per step (and its source), once per round."""
+        key = (id(curve), now)
+        path = self._reserve_paths.get(key)
+        if path is None:
+            path = self._reserve_paths[key] = price_path(
+                self.read(curve, now), self.read(curve, now - DAY)
+            )
+        return path
 
     def read(self, curve: Curve, now: datetime) -> list[Lookup | None]:
         """``curve`` at every step start of the grid that begins at ``now``."""
@@ -81,11 +108,13 @@ def build_snapshot(
     mining_cap_mw: float | None = None,
     reads: RoundReads | None = None,
     decided: Sequence[DispatchDecision] = (),
+    book: CommitmentBook | None = None,
 ) -> SnapshotView | None:
     """The site's snapshot at ``now`` (default: its event-time clock), or None until price and
     hashprice are known. Only points that start at or before each step are read. A round
     building many snapshots passes one ``reads`` to all of them. ``decided`` is the site's
-    recent decisions, newest first: the fallback for what it draws when telemetry is stale."""
+    recent decisions, newest first: the fallback for what it draws when telemetry is stale.
+    ``book`` is the reserve sold so far (the decider's; default: nothing sold)."""
     now = now or state.clock(site)
     price_curve = state.prices.get(site.price_node)
     if now is None or price_curve is None:
@@ -121,6 +150,11 @@ def build_snapshot(
     hours = np.asarray(horizon.step_hours)
     caps, peaks = _signal_curves(state, site, starts, ends, hours, draw=draw)
     value, demand, floor = _demand_curves(state, site, starts)
+    reserve = _reserve_inputs(
+        state, site, now=now, starts=starts, ends=ends, reads=reads, book=book
+    )
+    if reserve is not None:
+        notes.extend(reserve.notes)
     snapshot = SiteSnapshot(
         step_hours=hours,
         price_usd_per_mwh=price_values,
@@ -142,6 +176,8 @@ def build_snapshot(
         peak_cost_usd_per_mw=peaks,
         mining_now_mw=draw.mining_now_mw,
         battery_soc_mwh=draw.battery_soc_mwh,
+        reserves=reserve.reserves if reserve is not None else {},
+        reserve_deployed_mw=reserve.deployed_mw if reserve is not None else None,
     )
     return SnapshotView(
         site=site,
@@ -187,6 +223,41 @@ def _price_path(
         path[k] = forecast.value + error * math.exp(-since / FORECAST_ERROR_DECAY)
         used += 1
     return path, used
+
+
+def _reserve_inputs(
+    state: FleetState,
+    site: SiteConfig,
+    *,
+    now: datetime,
+    starts: tuple[datetime, ...],
+    ends: tuple[datetime, ...],
+    reads: RoundReads,
+    book: CommitmentBook | None,
+) -> ReserveInputs | None:
+    """The reserve part of the snapshot (None at a site that sells no reserve)."""
+    if not site.reserve_products:
+        return None
+    prices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for product in site.reserve_products:
+        curve = state.reserve_prices.get((site.carbon_region, product))
+        if curve is not None:
+            prices[product] = reads.reserve_path(curve, now)
+    deployments = [
+        (s.interval_start, s.interval_end, s.reduction_mw or 0.0)
+        for s in state.active_signals(site)
+        if s.signal_type == "reserve_deployment"
+    ]
+    return reserve_inputs(
+        site,
+        now=now,
+        starts=starts,
+        ends=ends,
+        hours=reads.hours(now),
+        prices=prices,
+        book=book or CommitmentBook(),
+        deployments=deployments,
+    )
 
 
 def _fill(values: list[Lookup | None], default: float | None = None) -> np.ndarray:
@@ -352,6 +423,14 @@ def _digest(site_id: str, now: datetime, snapshot: SiteSnapshot) -> str:
         value = getattr(snapshot, name)
         if isinstance(value, np.ndarray):
             digest.update(np.ascontiguousarray(value, dtype=float).tobytes())
+        elif name == "reserves":
+            # Arrays in full: their repr would round them, and a changed commitment or price
+            # must change the version.
+            for product in sorted(snapshot.reserves):
+                reserve = snapshot.reserves[product]
+                digest.update(product.encode())
+                for curve in (reserve.price_usd_per_mw_h, reserve.max_mw, reserve.committed_mw):
+                    digest.update(b"-" if curve is None else np.asarray(curve, float).tobytes())
         else:
             digest.update(repr(value).encode())
     return digest.hexdigest()[:16]

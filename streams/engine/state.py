@@ -1,13 +1,14 @@
-"""Per-fleet input state of one worker: latest curves, telemetry, GPU demand windows, active
-signals, and the event-time clocks.
+"""Per-fleet input state of one worker: latest curves (prices, carbon, hashprice, reserve prices),
+telemetry, GPU demand windows, active signals, and the event-time clocks.
 
 Applying an event updates the state and says which sites it affects (so they re-plan). State is
 bounded: curves are pruned behind each site's event-time clock.
 
 The clock rule (DESIGN.md, "Event time rules"): only observed real-time information moves the
 decision clock, i.e. real-time prices (a node's clock is its newest real-time interval; the
-fleet's clock is the newest of those). Day-ahead and forecast prices, carbon, signals announced
-ahead, compute-demand windows and telemetry fill their curves and records, never the clock.
+fleet's clock is the newest of those). Day-ahead and forecast prices, reserve prices, carbon,
+signals announced ahead, compute-demand windows and telemetry fill their curves and records,
+never the clock.
 Bounds: live, :attr:`FleetState.admission` turns away inputs dated absurdly far ahead of the
 wall clock (see :mod:`streams.engine.admission`); optionally, :attr:`FleetState.max_clock_jump`
 bounds a real-time price against the other feeds, so that no single event moves the clock far
@@ -25,6 +26,7 @@ from schemas import (
     GridSignalEvent,
     HashpriceEvent,
     PriceEvent,
+    ReservePriceEvent,
     TelemetryEvent,
     Trigger,
 )
@@ -40,6 +42,7 @@ InputEvent = (
     | TelemetryEvent
     | HashpriceEvent
     | ComputeDemandEvent
+    | ReservePriceEvent
 )
 
 _MARKET_PRIORITY = {"real_time": 2, "day_ahead": 1, "forecast": 0}
@@ -93,6 +96,8 @@ class FleetState:
     price_forecasts: dict[str, Curve] = field(default_factory=dict)
     carbon: dict[str, Curve] = field(default_factory=dict)
     hashprice: Curve = field(default_factory=Curve)
+    #: Reserve capacity prices by (region, product): day-ahead clearing prices, $/MW-h.
+    reserve_prices: dict[tuple[str, str], Curve] = field(default_factory=dict)
     signals: dict[str, GridSignalEvent] = field(default_factory=dict)
     telemetry: dict[str, TelemetryEvent] = field(default_factory=dict)
     demand: dict[str, Windows[ComputeDemandEvent]] = field(default_factory=dict)
@@ -105,6 +110,11 @@ class FleetState:
         self.sites: dict[str, SiteConfig] = self.fleet.by_id()
         self._by_node: dict[str, frozenset[str]] = _index(self.fleet, "price_node")
         self._by_region: dict[str, frozenset[str]] = _index(self.fleet, "carbon_region")
+        # A reserve price concerns only the sites of its region that may sell reserve.
+        self._reserve_by_region = {
+            region: frozenset(s for s in ids if self.sites[s].reserve_products)
+            for region, ids in self._by_region.items()
+        }
         # Telemetry is folded tens of thousands of times a second: its answers are built once.
         self._telemetry_changed = {s: Applied(frozenset({s}), "telemetry") for s in self.sites}
         # Real-time prices held back by ``max_clock_jump``: (node, start), oldest first.
@@ -143,7 +153,7 @@ class FleetState:
         """
         return self._fold(event)
 
-    def _fold(self, event: InputEvent) -> Applied:
+    def _fold(self, event: InputEvent) -> Applied:  # noqa: PLR0911 - one case per input kind
         match event:
             case TelemetryEvent():  # first: by far the most frequent input
                 return self._telemetry(event)
@@ -197,6 +207,15 @@ class FleetState:
                     sites = self._by_region.get(event.region or "", frozenset())
                 self.signals[event.signal_id] = event
                 return Applied(sites, "signal")
+            case ReservePriceEvent():
+                _put(
+                    self.reserve_prices.setdefault((event.region, event.product), Curve()),
+                    event.interval_start,
+                    event.interval_end,
+                    event.price_usd_per_mw_h,
+                    0,  # day-ahead only, one price per product and interval
+                )
+                return Applied(self._reserve_by_region.get(event.region, frozenset()), "reserve")
             case ComputeDemandEvent():
                 self._known(event.site_id)
                 # A window applies over its own interval only (a window for tomorrow leaves
@@ -273,7 +292,12 @@ class FleetState:
     def prune(self, now: datetime) -> None:
         """Drop what lies further than :data:`RETENTION` behind ``now`` (bounded memory)."""
         horizon = now - RETENTION
-        curves = (*self.prices.values(), *self.price_forecasts.values(), *self.carbon.values())
+        curves = (
+            *self.prices.values(),
+            *self.price_forecasts.values(),
+            *self.carbon.values(),
+            *self.reserve_prices.values(),
+        )
         for curve in (*curves, self.hashprice):
             curve.prune_before(horizon)
         for windows in self.demand.values():

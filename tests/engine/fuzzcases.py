@@ -20,6 +20,7 @@ NUMERIC = {
     "grid.price.v1": "price_usd_per_mwh",
     "grid.carbon.v1": "average_intensity_g_per_kwh",
     "grid.signal.v1": "limit_mw",
+    "grid.reserve.v1": "price_usd_per_mw_h",
     "site.telemetry.v1": "mining_available_mw",
     "market.hashprice.v1": "hashprice_usd_per_th_day",
     "compute.demand.v1": "demand_mw",

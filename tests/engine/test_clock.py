@@ -16,6 +16,7 @@ from schemas import (
     GridSignalEvent,
     HashpriceEvent,
     PriceEvent,
+    ReservePriceEvent,
     TelemetryEvent,
 )
 from streams.engine.admission import AdmissionLimits, admit
@@ -84,6 +85,16 @@ def _hashprice(t: datetime) -> HashpriceEvent:
     )
 
 
+def _reserve(t: datetime) -> ReservePriceEvent:
+    return ReservePriceEvent(
+        interval_start=t,
+        interval_end=t + timedelta(hours=1),
+        region="ERCOT",
+        product="ecrs",
+        price_usd_per_mw_h=0.0,
+    )
+
+
 def _telemetry(t: datetime) -> TelemetryEvent:
     return telemetry(SITE, 0, t0=t, mining_available_mw=0.0)
 
@@ -100,6 +111,7 @@ KINDS: dict[str, tuple[str, Callable[[datetime], InputEvent], bool]] = {
     "telemetry": ("site.telemetry.v1", _telemetry, True),
     "compute demand": ("compute.demand.v1", _demand, False),
     "hashprice": ("market.hashprice.v1", _hashprice, False),
+    "reserve price": ("grid.reserve.v1", _reserve, False),
 }
 AHEAD: dict[str, Callable[[datetime], datetime]] = {
     "+6 h": lambda wall: wall + timedelta(hours=6),

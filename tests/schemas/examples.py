@@ -28,6 +28,13 @@ VALID: dict[str, dict[str, Any]] = {
         "region": "ERCOT",
         "limit_mw": 10.0,
     },
+    "grid.reserve.v1": {
+        "interval_start": "2024-08-21T00:00:00Z",
+        "interval_end": "2024-08-21T01:00:00Z",
+        "region": "ERCOT",
+        "product": "ecrs",
+        "price_usd_per_mw_h": 498.0,
+    },
     "site.telemetry.v1": {
         "interval_start": START,
         "interval_end": END,

@@ -105,3 +105,22 @@ def test_price_round_trip_property(price: float, start: datetime, minutes: int) 
         price_usd_per_mwh=price,
     )
     assert PriceEvent.model_validate_json(event.model_dump_json()) == event
+
+
+def test_reserve_prices_are_capacity_prices_of_known_products() -> None:
+    model = TOPICS_BY_NAME["grid.reserve.v1"].model
+    assert model.model_validate(with_changes("grid.reserve.v1", price_usd_per_mw_h=0.0))
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        model.model_validate(with_changes("grid.reserve.v1", price_usd_per_mw_h=-1.0))
+    with pytest.raises(ValidationError, match="'reg_up', 'reg_down', 'rrs', 'ecrs' or 'non_spin'"):
+        model.model_validate(with_changes("grid.reserve.v1", product="spinning"))
+    with pytest.raises(ValidationError, match="'day_ahead'"):
+        model.model_validate(with_changes("grid.reserve.v1", market="real_time"))
+
+
+def test_a_reserve_deployment_needs_the_mw_deployed() -> None:
+    model = TOPICS_BY_NAME["grid.signal.v1"].model
+    deployment = with_changes("grid.signal.v1", signal_type="reserve_deployment", limit_mw=None)
+    with pytest.raises(ValidationError, match="reserve_deployment needs reduction_mw"):
+        model.model_validate(deployment)
+    assert model.model_validate({**deployment, "reduction_mw": 10.0})
