@@ -2,7 +2,13 @@
 wheel, started on a free loopback port and stopped cleanly.
 
 The broker keeps everything in memory. The child is tied to its parent with PR_SET_PDEATHSIG on
-Linux, so it dies with the process that started it even when that process is SIGKILLed.
+Linux, so it dies with the process that started it even when that process is SIGKILLed, and it
+runs in its own session, so a terminal's Ctrl-C reaches only the parent, which stops it in
+order (a worker flushes and commits before its broker goes).
+
+Stopping: Tansu exits at once on SIGINT, but on SIGTERM it stops answering and then lingers
+about 5 s while a client is connected. Since nothing is on disk, ``stop()`` sends SIGINT, waits
+briefly, and kills what is left.
 """
 
 from __future__ import annotations
@@ -83,7 +89,9 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL: the parent is gone, nobody waits for an orderly stop, and the port must
+        # free at once (SIGTERM lingers ~5 s with clients connected).
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def tansu_binary() -> str:
@@ -131,6 +139,7 @@ class EmbeddedBroker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
+                start_new_session=True,  # Ctrl-C in a terminal goes to the parent, which stops it
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
         deadline = time.monotonic() + timeout_s
@@ -145,16 +154,23 @@ class EmbeddedBroker:
         self.stop()
         raise BrokerError(f"broker did not answer on {self.bootstrap} within {timeout_s:.0f}s")
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL) and remove its log."""
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive (False once it exited, by itself or not)."""
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        """Stop the broker and remove its log: SIGINT (Tansu exits at once on it), then
+        SIGKILL if it is still there after ``grace_s``. Returns once the process is gone and
+        its port is free; the broker is in memory, so nothing is lost either way."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
-            process.terminate()
+            process.send_signal(signal.SIGINT)
             try:
-                process.wait(timeout=timeout_s)
+                process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait(timeout=timeout_s)
+                process.wait()  # SIGKILL cannot be ignored: reaped in moments
         if self._log_path is not None:
             with contextlib.suppress(OSError):
                 self._log_path.unlink()

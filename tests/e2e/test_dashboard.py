@@ -1,6 +1,9 @@
 """The live dashboard in headless Chromium (Debian's chromium, driven through its chromedriver
 by Selenium; nothing is downloaded at test time). Events published to Kafka must change the
-page: per-site figures, the dispatch stack and the fleet totals. A screenshot is saved."""
+page: per-site figures, the dispatch stack and the fleet totals. A screenshot is saved.
+
+The worker asks for a read token, as in production: the page takes it from the URL fragment,
+or asks for it, and sends it with its API and stream calls."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from tests.e2e.harness import worker_on, worker_settings
 from tests.factories import T0, Q, hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
+READ_TOKEN = "dashb0ard-read"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # Chromium on a closed network: no background connections, no first-run work, no sandbox (root).
@@ -61,7 +65,13 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 async def dashboard_url(broker: EmbeddedBroker, topic_prefix: str) -> AsyncIterator[str]:
-    settings = worker_settings(topic_prefix, http_enabled=True, http_port=0)
+    settings = worker_settings(
+        topic_prefix,
+        http_enabled=True,
+        http_port=0,
+        http_token="dashb0ard-write",
+        http_read_token=READ_TOKEN,
+    )
     fleet: Fleet = load_fleet(None)
     async with worker_on(broker.bootstrap, fleet, settings) as worker:
         yield f"http://127.0.0.1:{worker.http_port}/"
@@ -100,10 +110,13 @@ async def test_dashboard_follows_the_decision_stream(
     tmp_path: Path,
 ) -> None:
     sites = [s.site_id for s in load_fleet(None).sites]
-    await asyncio.to_thread(browser.get, dashboard_url)
+    await asyncio.to_thread(browser.get, f"{dashboard_url}#token={READ_TOKEN}")
     await wait_page(browser, "document.querySelectorAll('section.site').length === 2")
     await wait_page(browser, "document.getElementById('status').textContent === 'live'")
     assert text(browser, "#total-decided") == "0"
+    # The token left the address bar (and history) and lives in this tab only.
+    assert browser.execute_script("return location.href;") == dashboard_url
+    assert browser.execute_script("return sessionStorage.getItem('gridshift.token');") == READ_TOKEN
 
     async with Publisher(broker.bootstrap, topic_prefix=topic_prefix) as publisher:
         await publisher.publish("market.hashprice.v1", hashprice())
@@ -137,3 +150,15 @@ async def test_dashboard_follows_the_decision_stream(
     size = (await asyncio.to_thread(target.stat)).st_size
     assert size > 10_000  # a real picture, not an empty page
     print(f"dashboard screenshot: {target}")
+
+    # Without a token the page asks for one, then streams with it (the latest plans first).
+    browser.execute_script("sessionStorage.clear();")
+    await asyncio.to_thread(browser.get, "about:blank")
+    await asyncio.to_thread(browser.get, dashboard_url)
+    await wait_page(browser, "!document.getElementById('login').hidden")
+    assert "bearer token" in text(browser, "#status")
+    assert not browser.find_elements(By.CSS_SELECTOR, "section.site")
+    browser.find_element(By.ID, "token").send_keys(READ_TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    await wait_page(browser, "document.getElementById('total-decided').textContent === '2'")
+    assert text(browser, f"[data-site='{sites[0]}'] .price") == "640.0"

@@ -1,5 +1,6 @@
 """The worker's HTTP API over real TCP, on the embedded broker: token-guarded ingest, the
-latest plan, a server-sent-event stream of decisions, health and Prometheus metrics."""
+latest plan, a server-sent-event stream of decisions, health and Prometheus metrics (the
+refusals in detail: test_http_requests.py, test_http_exposure.py, test_http_keys.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 
 
 async def first_sse_decision(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
-    async with session.get(f"{base}/v1/decisions/stream") as response:
+    async with session.get(f"{base}/v1/decisions/stream", headers=auth()) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         async with asyncio.timeout(30):
             async for line in response.content:
@@ -91,12 +92,15 @@ async def test_ingest_decide_stream_health_and_metrics(api: tuple[Worker, str]) 
                     break
                 await asyncio.sleep(0.05)  # polling the worker's HTTP state, bounded above
         assert health["sites_owned"] == health["sites_decided"] == ["site-a"]
-        async with session.get(f"{base}/v1/sites/site-a/decision") as response:
+        # Reads need a token too: the write token when no read token is set.
+        async with session.get(f"{base}/v1/sites") as response:
+            assert response.status == 401
+        async with session.get(f"{base}/v1/sites/site-a/decision", headers=auth()) as response:
             latest = DispatchDecision.model_validate(await response.json())
         assert latest.decision_id == streamed.decision_id
-        async with session.get(f"{base}/v1/sites/nowhere/decision") as response:
+        async with session.get(f"{base}/v1/sites/nowhere/decision", headers=auth()) as response:
             assert response.status == 404
-        async with session.get(f"{base}/v1/sites") as response:
+        async with session.get(f"{base}/v1/sites", headers=auth()) as response:
             (site,) = await response.json()
         assert site["latest_decision_id"] == streamed.decision_id
 

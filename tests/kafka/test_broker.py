@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +36,45 @@ def alive(pid: int) -> bool:
         return False
     # A zombie still answers kill(0); look at its state.
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc; a zombie counts until reaped)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a new listener could bind ``port`` now (as a restarted broker would)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen()
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def kafka_client(port: int, host: str = "127.0.0.1") -> Iterator[socket.socket]:
+    """A client connected to the broker that has spoken Kafka (ApiVersions) and stays open:
+    what makes Tansu linger ~5 s on SIGTERM."""
+    with socket.create_connection((host, port), timeout=5) as sock:
+        body = struct.pack(">hhih", 18, 0, 1, 4) + b"test"
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        assert sock.recv(4), "no answer to ApiVersions"
+        yield sock
 
 
 def test_start_answer_and_stop() -> None:
@@ -73,3 +116,20 @@ def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
     finally:
         parent.kill()
         parent.wait(timeout=10)
+
+
+def test_stop_is_prompt_with_a_client_connected() -> None:
+    broker = EmbeddedBroker()
+    broker.start()
+    pid = broker.pid
+    assert pid is not None
+    try:
+        with kafka_client(broker.port):
+            started = time.monotonic()
+            broker.stop()
+            elapsed = time.monotonic() - started
+            assert not alive(pid)
+            assert port_is_free(broker.port)
+    finally:
+        broker.stop()
+    assert elapsed < 1.5, f"stop() took {elapsed:.2f}s"
