@@ -7,7 +7,13 @@ COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY optimizer ./optimizer
 COPY streams ./streams
-RUN pip install . && useradd --create-home --uid 10001 gridshift
+COPY scenarios ./scenarios
+# Extras per image: the workers' can also run backtests (`gridshift backtest northern-data`
+# with the data folder mounted); compose builds the sources' and the site services' images with
+# theirs. A writable folder for the sources' checkpoints.
+ARG EXTRAS="[backtest]"
+RUN pip install ".${EXTRAS}" && useradd --create-home --uid 10001 gridshift \
+ && mkdir -p /var/lib/gridshift-sources && chown gridshift /var/lib/gridshift-sources
 USER gridshift
 # Every interface of the container, so a published port reaches it. Off loopback the API is
 # safe by default: with no token set, reads and writes are refused (only /health, /metrics and

@@ -2,7 +2,7 @@
 # The one-shot topics service, run on every `docker compose up` (each step is idempotent); the
 # workers start only once it has succeeded:
 #   0. every secret of .env is real (no placeholder; the two HTTP tokens differ);
-#   1. SCRAM users for workers, sources and readers, with the passwords from .env (changing a
+#   1. SCRAM users for workers, sources, readers, site agents and VENs, with the passwords from .env (changing a
 #      password there and re-running this is how it is rotated: docs/SECURITY.md);
 #   2. the contract's topics;
 #   3. the ACLs of ops/kafka/acls.txt.
@@ -11,7 +11,7 @@ here=$(dirname "$0")
 . "$here/lib.sh"
 : "${BOOTSTRAP:?}" "${PARTITIONS:?}" "${REPLICATION:?}" "${TOPICS:?}"
 for name in KAFKA_ADMIN_PASSWORD KAFKA_WORKER_PASSWORD KAFKA_SOURCE_PASSWORD \
-  KAFKA_READER_PASSWORD HTTP_WRITE_TOKEN HTTP_READ_TOKEN; do
+  KAFKA_READER_PASSWORD KAFKA_AGENT_PASSWORD KAFKA_VEN_PASSWORD HTTP_WRITE_TOKEN HTTP_READ_TOKEN; do
   require_secret "$name"
 done
 if [[ $HTTP_WRITE_TOKEN == "$HTTP_READ_TOKEN" ]]; then
@@ -24,7 +24,8 @@ trap 'rm -f "$admin"' EXIT
 write_admin_config "$admin"
 
 for user in gridshift-worker:KAFKA_WORKER_PASSWORD gridshift-source:KAFKA_SOURCE_PASSWORD \
-  gridshift-reader:KAFKA_READER_PASSWORD; do
+  gridshift-reader:KAFKA_READER_PASSWORD gridshift-agent:KAFKA_AGENT_PASSWORD \
+  gridshift-ven:KAFKA_VEN_PASSWORD; do
   variable=${user#*:}
   "$bin/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$admin" --alter \
     --entity-type users --entity-name "${user%%:*}" \

@@ -24,6 +24,7 @@ from tests.conftest import REPO
 
 KAFKA_OPS = REPO / "ops/kafka"
 WORKER, SOURCE, READER = "User:gridshift-worker", "User:gridshift-source", "User:gridshift-reader"
+AGENT, VEN = "User:gridshift-agent", "User:gridshift-ven"
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?:(?P<op>:[?-])(?P<arg>[^}]*))?\}")
 
 
@@ -115,7 +116,18 @@ def test_services(compose: dict[str, Any]) -> None:
         "gridshift-2",
         "prometheus",
         "grafana",
+        "source-ercot",
+        "source-caiso",
+        "source-pjm",
+        "source-nyiso",
+        "source-carbon",
+        "source-hashprice",
+        "gridshift-agent",
+        "gridshift-ven",
     }
+    # Everything beyond Kafka and the workers runs only when its profile is asked for.
+    optional = set(compose["services"]) - {"kafka", "topics", "gridshift-1", "gridshift-2"}
+    assert all(compose["services"][name].get("profiles") for name in optional)
 
 
 def test_kafka_runs_in_kraft_mode_with_a_persistent_volume(compose: dict[str, Any]) -> None:
@@ -184,8 +196,8 @@ def test_scram_users_are_made_at_format_and_init_from_env_only(compose: dict[str
     assert "--entity-type users" in init
     assert "SCRAM-SHA-512=[password=" in init
     users = set(re.findall(r"(gridshift-[a-z]+):KAFKA_[A-Z]+_PASSWORD", init))
-    assert {f"User:{user}" for user in users} == {WORKER, SOURCE, READER}
-    assert {g.principal for g in grants()} == {WORKER, SOURCE, READER}
+    assert {f"User:{user}" for user in users} == {WORKER, SOURCE, READER, AGENT, VEN}
+    assert {g.principal for g in grants()} == {WORKER, SOURCE, READER, AGENT, VEN}
     assert compose["services"]["kafka"]["entrypoint"][-1] == "/etc/gridshift/kafka/start.sh"
     assert compose["services"]["topics"]["entrypoint"][-1] == "/etc/gridshift/kafka/init.sh"
 
@@ -341,3 +353,12 @@ def test_dockerfile_runs_as_non_root_with_a_health_check() -> None:
     assert "/health" in dockerfile
     assert 'ENTRYPOINT ["gridshift"]' in dockerfile
     assert Path(REPO / "pyproject.toml").is_file()
+
+
+def test_the_image_can_run_a_shipped_backtest() -> None:
+    """`gridshift backtest northern-data` in the image needs the scenarios package and the
+    backtest extra (pandas, pyarrow, matplotlib); the wheel test proves the same install runs."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "COPY scenarios ./scenarios" in dockerfile
+    assert 'ARG EXTRAS="[backtest]"' in dockerfile
+    assert 'pip install ".${EXTRAS}"' in dockerfile
