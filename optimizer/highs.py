@@ -9,11 +9,43 @@ basis (the problem's structure never changes between re-plans, only its numbers)
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import cvxpy as cp
 import highspy
 import numpy as np
+
+_announced = False  # HiGHS prints its banner once per process, at the first construction
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Standard output (fd 1) sent to /dev/null: the HiGHS constructor prints its copyright
+    banner from C++ before ``output_flag`` can be set, into every CLI run's output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _new_highs() -> Any:
+    global _announced  # noqa: PLW0603 - once per process, as HiGHS itself does
+    if _announced:
+        return highspy.Highs()
+    with _quiet_stdout():
+        highs = highspy.Highs()
+    _announced = True
+    return highs
 
 
 class HighsRunner:
@@ -21,7 +53,7 @@ class HighsRunner:
 
     def __init__(self, *, warm_start: bool = True, time_limit_s: float | None = None) -> None:
         self.warm_start = warm_start
-        self._highs = highspy.Highs()
+        self._highs = _new_highs()
         self._highs.setOptionValue("output_flag", False)
         if time_limit_s is not None:
             self._highs.setOptionValue("time_limit", float(time_limit_s))

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Never
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -123,6 +126,7 @@ async def run_demo(
     if len(nodes) != 1 or len(regions) != 1:
         raise GridshiftError("the demo replays one price node and region: use a one-node fleet")
     async with (
+        _scratch_datadir(),
         bootstrap_servers(run_settings) as bootstrap,
         running_worker(run_settings, fleet, bootstrap),
         DecisionSubscriber(
@@ -162,6 +166,22 @@ async def run_demo(
     return result
 
 
+@contextlib.asynccontextmanager
+async def _scratch_datadir() -> AsyncIterator[None]:
+    """faust creates its data folder (``<app id>-data``) in the working directory even though
+    the worker's tables live in memory: for the demo's lifetime it goes to a temporary folder,
+    so a demo run leaves nothing behind in the user's folder. A folder set by the user wins."""
+    if "APP_DATADIR" in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="gridshift-demo-") as scratch:
+        os.environ["APP_DATADIR"] = scratch
+        try:
+            yield
+        finally:
+            os.environ.pop("APP_DATADIR", None)
+
+
 async def _replay_lockstep(
     rows: list[IntervalBatch],
     *,
@@ -173,7 +193,7 @@ async def _replay_lockstep(
     arrived: asyncio.Event,
 ) -> None:
     previous: dict[str, tuple[float, float]] = {}
-    progress = tqdm(total=len(rows), unit="interval", desc="replaying", leave=False)
+    progress = progress_bar(len(rows))
     try:
         for row in rows:
             for topic, event in row.events:
@@ -206,13 +226,19 @@ async def _replay_lockstep(
         progress.close()
 
 
+def progress_bar(total: int) -> tqdm[Never]:
+    """The replay's bar on stderr; none when stderr is not a terminal (``disable=None``), so
+    redirected output holds the decision lines only, never interleaved with bar frames."""
+    return tqdm(total=total, unit="interval", desc="replaying", leave=False, disable=None)
+
+
 def describe(decision: DispatchDecision, price: float) -> str:
     """One readable line for a decision."""
     local = decision.interval_start.astimezone(DISPLAY_TZ)
-    action = "shed" if "mining_off" in decision.binding_constraints else "run"
+    action = "(shed)" if "mining_off" in decision.binding_constraints else "(run)"
     return (
         f"{local:%a %m-%d %H:%M %Z}  {decision.site_id:<16} price {price:>9.2f} $/MWh  "
-        f"mining {decision.mining_mw:6.2f} MW ({action:<4})  gpu {decision.gpu_mw:6.2f} MW  "
+        f"mining {decision.mining_mw:6.2f} MW {action:<6}  gpu {decision.gpu_mw:6.2f} MW  "
         f"break-even {decision.mining_breakeven_usd_per_mwh:6.1f}"
     )
 

@@ -1,15 +1,20 @@
-"""Running a scenario's backtest end to end, and writing its report (Markdown and PNG plots)."""
+"""Running a scenario's backtest end to end, and writing its report (Markdown and PNG plots).
+
+The run: load the markets, settle the window against what the data covers (refuse, or clip on
+request), align every series to the interval grid under the hold rules, run the four strategies
+on the same events, score them over the scored intervals only, and keep a ledger of everything
+done to the data and assumed by the decisions. The figures are built in
+:mod:`streams.backtest.plots`; this module saves them.
+"""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only: never needs a display
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,6 +22,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from streams.backtest.coverage import CLIPPED, Series, Window, align, known_at, window
+from streams.backtest.history import plural, utc_values
+from streams.backtest.ledger import DataLedger, build_ledger
+from streams.backtest.plots import LABELS, dispatch_figure, emissions_figure, margin_figure
 from streams.backtest.run import (
     Actuals,
     Dispatch,
@@ -33,12 +42,7 @@ from streams.backtest.scenario import Scenario, load_markets
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 
-LABELS = {
-    "gridshift": "gridshift (MPC)",
-    "always_on": "mining always on",
-    "threshold": "price threshold",
-    "oracle": "perfect-foresight oracle",
-}
+__all__ = ["LABELS", "BacktestResult", "run_backtest", "write_report"]
 
 
 @dataclass
@@ -50,8 +54,14 @@ class BacktestResult:
     actuals: Actuals
     dispatch: dict[str, Dispatch]
     scores: dict[str, Score]
-    notes: list[str]
+    ledger: DataLedger
+    window: Window
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def notes(self) -> list[str]:
+        """The data ledger as one line per treatment or assumption."""
+        return self.ledger.notes()
 
     def regret_usd(self, strategy: str) -> float:
         return self.scores["oracle"].net_margin_usd - self.scores[strategy].net_margin_usd
@@ -59,30 +69,66 @@ class BacktestResult:
 
 def run_backtest(
     scenario: Scenario,
-    data_dir: Path,
+    data_dir: Path | None,
     scenario_dir: Path,
     *,
     start: datetime | None = None,
     end: datetime | None = None,
+    clip_to_data: bool = False,
     show_progress: bool = True,
 ) -> BacktestResult:
-    """Load the markets, run every strategy over the period and score them."""
+    """Load the markets, run every strategy over the period and score them.
+
+    ``data_dir`` is needed only when the scenario names a ``data:`` path; relative paths
+    resolve against ``scenario_dir``. A period the data does not cover is refused, or with
+    ``clip_to_data`` cut to the covered part (the report says so at the top).
+    """
     start, end = start or scenario.start, end or scenario.end
     if end <= start:
         raise GridshiftError("the backtest window is empty: --end must be after --start")
     fleet = scenario.fleet()
-    history = load_markets(scenario, data_dir, scenario_dir)
-    history = history.window(pd.Timestamp(start) - pd.Timedelta(days=1), pd.Timestamp(end))
-    starts = timeline(start, end, scenario.step_minutes)
-    act = actuals(history, fleet, starts, scenario.step_minutes)
-    if np.isnan(act.price).any() or np.isnan(act.hashprice).any():
+    market = load_markets(scenario, data_dir, scenario_dir)
+    nodes = sorted({s.price_node for s in fleet.sites})
+    regions = sorted({s.carbon_region for s in fleet.sites})
+    step_minutes, lag, hold = scenario.step_minutes, scenario.price_lag_intervals, scenario.hold
+    period = window(
+        [market.prices[n] for n in nodes] + [market.hashprice],
+        start,
+        end,
+        step_minutes,
+        clip=clip_to_data,
+    )
+    starts = timeline(period.start, period.end, step_minutes)
+    grid = utc_values(pd.DatetimeIndex(starts))
+    step = timedelta(minutes=step_minutes)
+    prices = {n: align(market.prices[n], grid, step, hold.limit("price")) for n in nodes}
+    carbon = {r: align(market.carbon[r], grid, step, hold.limit("carbon")) for r in regions}
+    hashprice = align(market.hashprice, grid, step, hold.limit("hashprice"))
+    known = {n: known_at(market.prices[n], grid, lag) for n in nodes}
+    # The live watchdog, armed so that it fires exactly in the gaps longer than the hold limit:
+    # a price is normally up to (lag + 1) market intervals old, less one backtest step.
+    pace = _longest_interval(market.prices[n] for n in nodes)
+    watchdog = hold.limit("price") + lag * pace + max(timedelta(0), pace - step)
+    act = actuals(
+        fleet,
+        starts,
+        step_minutes,
+        prices=prices,
+        carbon=carbon,
+        hashprice=hashprice,
+        known=known,
+        fresh_for=watchdog,
+    )
+    if act.warmup >= len(starts):
         raise GridshiftError(
-            f"no market data before {start:%Y-%m-%d %H:%M}Z for some site: move --start later"
+            "no price becomes known within the period: widen it (prices are known "
+            f"{plural(lag, 'interval')} after they start)"
         )
-    horizon = scenario.horizon.build()
+    history = market.history.window(
+        pd.Timestamp(period.start) - pd.Timedelta(days=1), pd.Timestamp(period.end)
+    )
     dispatch: dict[str, Dispatch] = {}
     seconds: dict[str, float] = {}
-    lag = scenario.price_lag_intervals
     with tqdm(
         total=2 * len(starts),
         unit="interval",
@@ -95,9 +141,10 @@ def run_backtest(
             fleet,
             history,
             starts,
-            horizon,
+            scenario.horizon.build(),
             lag=lag,
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
+            stale_price_after=watchdog,
             progress=bar.update,
         )
         seconds["gridshift"] = time.perf_counter() - clock
@@ -106,7 +153,7 @@ def run_backtest(
             fleet,
             history,
             starts,
-            scenario.step_minutes,
+            step_minutes,
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
             progress=bar.update,
         )
@@ -114,14 +161,36 @@ def run_backtest(
     dispatch["always_on"] = run_always_on(fleet, act)
     dispatch["threshold"] = run_threshold(fleet, act, lag)
     scores = {name: score(fleet, act, d) for name, d in dispatch.items()}
-    notes = list(history.notes)
-    undecided = dispatch["gridshift"].undecided_intervals(len(fleet.sites), len(starts))
-    if undecided:
-        notes.append(
-            f"{undecided} site-intervals before the first known price ran the fail-safe "
-            "(mining off, GPUs at their floor)"
-        )
-    return BacktestResult(scenario, fleet, act, dispatch, scores, notes, seconds)
+    window_start, window_end = pd.Timestamp(period.start), pd.Timestamp(period.end)
+    removed = market.history.removed
+    removed = removed[
+        (removed["interval_start_utc"] >= window_start)
+        & (removed["interval_start_utc"] < window_end)
+    ]
+    ledger = build_ledger(
+        fleet=fleet,
+        act=act,
+        prices=prices,
+        carbon=carbon,
+        hashprice=hashprice,
+        removed=removed,
+        jumps=market.jumps,
+        hold=hold,
+        window=period,
+        lag=lag,
+        watchdog=watchdog,
+        decision_notes=dispatch["gridshift"].notes,
+        decisions=len(dispatch["gridshift"].decisions),
+    )
+    return BacktestResult(scenario, fleet, act, dispatch, scores, ledger, period, seconds)
+
+
+def _longest_interval(series: Iterable[Series]) -> timedelta:
+    """The longest interval of the markets used (their prices arrive at that pace)."""
+    longest: timedelta = max(
+        pd.Timedelta(np.max(s.ends - s.starts)).to_pytimedelta() for s in series
+    )
+    return longest
 
 
 def summary_rows(result: BacktestResult) -> list[dict[str, float | str]]:
@@ -149,6 +218,8 @@ def summary_rows(result: BacktestResult) -> list[dict[str, float | str]]:
 def _fmt(value: float | str) -> str:
     if isinstance(value, str):
         return value
+    if math.isnan(value):
+        return "n/a"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -161,27 +232,46 @@ def markdown_table(rows: list[dict[str, float | str]]) -> str:
     return "\n".join(lines)
 
 
+def compared(difference: float, what: str) -> str:
+    """``$1,617 more than what`` / ``$1,617 less than what`` / ``the same as what``."""
+    if round(difference) == 0:
+        return f"the same as {what}"
+    return f"${abs(difference):,.0f} {'more' if difference > 0 else 'less'} than {what}"
+
+
 def write_report(result: BacktestResult, out_dir: Path) -> Path:
     """Write report.md and its plots into ``out_dir``; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [
-        _plot_stack(result, out_dir),
-        _plot_margin(result, out_dir),
-        _plot_emissions(result, out_dir),
+        _save(dispatch_figure(result), out_dir / "price_vs_dispatch.png"),
+        _save(margin_figure(result), out_dir / "cumulative_margin.png"),
+        _save(emissions_figure(result), out_dir / "emissions.png"),
     ]
     sc = result.scenario
     act = result.actuals
     grid = result.scores["gridshift"]
-    lines = [
-        f"# Backtest: {sc.title}",
-        "",
+    sites = result.fleet.sites
+    end = act.starts[-1] + timedelta(minutes=sc.step_minutes)
+    scored = int(act.scored.sum())
+    lines = [f"# Backtest: {sc.title}", ""]
+    if result.ledger.clipped:
+        told = result.ledger.clipped.removeprefix(CLIPPED)
+        lines += [f"> **Clipped to the data.** {told[0].upper()}{told[1:]}.", ""]
+    versus_threshold = compared(
+        grid.net_margin_usd - result.scores["threshold"].net_margin_usd, "the price-threshold rule"
+    )
+    versus_always_on = compared(
+        grid.net_margin_usd - result.scores["always_on"].net_margin_usd, "mining always on"
+    )
+    lines += [
         sc.description,
         "",
-        f"- period: {act.starts[0]:%Y-%m-%d %H:%M}Z to {act.starts[-1]:%Y-%m-%d %H:%M}Z, "
-        f"{len(act.starts)} intervals of {sc.step_minutes} min",
-        f"- fleet: {len(result.fleet.sites)} sites, "
-        f"{sum(s.interconnect_mw for s in result.fleet.sites):,.0f} MW of interconnect",
-        f"- prices known {sc.price_lag_intervals} interval(s) after they start "
+        f"- period: {act.starts[0]:%Y-%m-%d %H:%M}Z to {end:%Y-%m-%d %H:%M}Z, "
+        f"{plural(len(act.starts), 'interval')} of {sc.step_minutes} min, "
+        f"{scored:,} scored (see Data treatment)",
+        f"- fleet: {plural(len(sites), 'site')}, "
+        f"{sum(s.interconnect_mw for s in sites):,.0f} MW of interconnect",
+        f"- prices known {plural(sc.price_lag_intervals, 'interval')} after they start "
         "(0 = ex-ante real-time prices); snapshots hold only data available at decision time",
         f"- run time: gridshift {result.seconds.get('gridshift', 0):.1f} s, "
         f"oracle {result.seconds.get('oracle', 0):.1f} s",
@@ -190,94 +280,24 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
         "",
         markdown_table(summary_rows(result)),
         "",
-        f"gridshift beats the price-threshold rule by "
-        f"${grid.net_margin_usd - result.scores['threshold'].net_margin_usd:,.0f} and mining "
-        f"always on by ${grid.net_margin_usd - result.scores['always_on'].net_margin_usd:,.0f}; "
-        f"its regret against perfect foresight is ${result.regret_usd('gridshift'):,.0f}.",
+        f"gridshift earns {versus_threshold} and {versus_always_on}; its regret against "
+        f"perfect foresight is ${result.regret_usd('gridshift'):,.0f}.",
     ]
     if sc.carbon_neutral_target is not None:
+        market = grid.emissions_market_t
+        emitted = "n/a (no carbon data)" if math.isnan(market) else f"{market:,.1f} t"
         lines.append(
             f"Carbon-neutral target {sc.carbon_neutral_target:.0%}: hourly CFE score "
-            f"{grid.cfe_score:.1%}, market-based emissions {grid.emissions_market_t:,.1f} t."
+            f"{grid.cfe_score:.1%}, market-based emissions {emitted}."
         )
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    lines += ["", "## Data treatment", ""] + [f"- {note}" for note in result.notes or ["none"]]
+    lines += ["", "## Data treatment", "", *result.ledger.markdown()]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
 
 
-def _plot_stack(result: BacktestResult, out_dir: Path) -> Path:
-    """Price against the dispatch stack on the day with the highest price."""
-    act = result.actuals
-    day_len = int(24 * 60 / result.scenario.step_minutes)
-    peak = int(np.nanargmax(act.price.max(axis=0)))
-    first = max(0, min(peak - day_len // 2, len(act.starts) - day_len))
-    window = slice(first, first + day_len)
-    times = pd.DatetimeIndex(act.starts[window])
-    d = result.dispatch["gridshift"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.stackplot(
-        times,
-        d.gpu[:, window].sum(axis=0),
-        d.mining[:, window].sum(axis=0),
-        labels=["GPU inference MW", "mining MW"],
-        colors=["#3b6fb6", "#f2a93b"],
-        alpha=0.85,
-    )
-    ax.set_ylabel("fleet MW")
-    ax.legend(loc="upper left")
-    twin = ax.twinx()
-    twin.plot(
-        times,
-        act.price[0, window],
-        color="#c0392b",
-        linewidth=1.4,
-        label=f"{result.fleet.sites[0].price_node} price",
-    )
-    twin.set_ylabel("$/MWh")
-    twin.legend(loc="upper right")
-    ax.set_title("Dispatch stack against price, highest-price day")
-    ax.set_xlabel("UTC")
-    fig.autofmt_xdate()
-    return _save(fig, out_dir / "price_vs_dispatch.png")
-
-
-def _plot_margin(result: BacktestResult, out_dir: Path) -> Path:
-    """Cumulative margin gained over mining always on: GPU revenue dwarfs the differences, so
-    absolute curves would lie on top of each other."""
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    baseline = np.cumsum(result.scores["always_on"].margin_by_interval)
-    for name in ("oracle", "gridshift", "threshold", "always_on"):
-        ax.plot(
-            pd.DatetimeIndex(result.actuals.starts),
-            (np.cumsum(result.scores[name].margin_by_interval) - baseline) / 1e3,
-            label=LABELS[name],
-        )
-    ax.set_ylabel("cumulative margin over mining always on, $k")
-    ax.set_title("Cumulative margin by strategy, relative to mining always on")
-    ax.legend()
-    fig.autofmt_xdate()
-    return _save(fig, out_dir / "cumulative_margin.png")
-
-
-def _plot_emissions(result: BacktestResult, out_dir: Path) -> Path:
-    names = ["gridshift", "threshold", "always_on", "oracle"]
-    location = [result.scores[n].emissions_location_t for n in names]
-    market = [result.scores[n].emissions_market_t for n in names]
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar(x - 0.2, location, 0.4, label="location-based")
-    ax.bar(x + 0.2, market, 0.4, label="market-based (after PPA)")
-    ax.set_xticks(x, [LABELS[n] for n in names], rotation=10)
-    ax.set_ylabel("t CO2")
-    ax.set_title("Emissions by strategy")
-    ax.legend()
-    return _save(fig, out_dir / "emissions.png")
-
-
 def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

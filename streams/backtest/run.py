@@ -17,12 +17,14 @@ Strategies:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
+from pydantic import BaseModel
 
 from optimizer import Horizon
 from optimizer.value import (
@@ -33,8 +35,10 @@ from optimizer.value import (
     mining_revenue_usd_per_mwh,
 )
 from schemas import DispatchDecision
+from streams.backtest.coverage import Alignment, BoolArray, Known
 from streams.backtest.events import history_intervals
 from streams.backtest.history import GridHistory
+from streams.backtest.notes import note_kind
 from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
@@ -44,27 +48,51 @@ Progress = Callable[[int], object]
 
 @dataclass
 class Actuals:
-    """What really happened, per site (rows) and backtest interval (columns)."""
+    """What really happened, per site (rows) and backtest interval (columns), and which
+    intervals are scored.
+
+    ``price`` is observed or held within the hold rules; where it is missing it is carried
+    forward only so that every strategy can run through the interval, which is then not scored
+    (``scored`` is False for every strategy). ``carbon`` is NaN where unknown.
+    """
 
     starts: list[datetime]
     hours: float
     price: FloatArray
+    known_price: FloatArray  # the newest price known at decision time (NaN until the first)
     carbon: FloatArray
     hashprice: FloatArray
     mining_revenue: FloatArray  # $/MWh of mining IT energy
     breakeven: FloatArray  # node price above which mining loses money
+    scored: BoolArray  # per interval
+    warmup: int = 0  # leading intervals before every site's first price is known
+    #: Intervals after a long gap, priced again but before a new price is known (not scored).
+    relearning: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """What a backtest keeps of one decision: its identity and whether it was a fallback (the
+    whole decision, with its horizon, is ~13 KB; a two-year run made 70,000 of them)."""
+
+    site_id: str
+    interval_start: datetime
+    decision_id: str
+    fallback: str
 
 
 @dataclass
 class Dispatch:
-    """Set-points per site and interval (MW)."""
+    """Set-points per site and interval (MW), and what the decisions behind them assumed."""
 
     mining: FloatArray
     gpu: FloatArray  # firm inference and batch work on the site's own GPUs
     grid_import: FloatArray
     routed: FloatArray  # flexible pool inference served at the site
     routed_revenue_usd: FloatArray  # what that routed work earned (pool value less latency)
-    decisions: list[DispatchDecision] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    #: Decisions per kind of note their plan carried (held prices, assumed battery charge...).
+    notes: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     def empty(cls, n_sites: int, n_steps: int) -> Dispatch:
@@ -77,10 +105,24 @@ class Dispatch:
         """Site-intervals that ran the fail-safe because nothing was known yet."""
         return n_sites * n_steps - len(self.decisions) if self.decisions else 0
 
+    def record(self, decision: DispatchDecision) -> None:
+        self.decisions.append(
+            DecisionRecord(
+                decision.site_id,
+                decision.interval_start,
+                decision.decision_id,
+                decision.fallback,
+            )
+        )
+        if decision.fallback != "none":
+            self.notes[f"{decision.fallback}: {note_kind(decision.fallback_reason or '')}"] += 1
+        for note in decision.notes:
+            self.notes[note_kind(note)] += 1
+
 
 @dataclass
 class Score:
-    """Realised results of one strategy over the period, fleet totals."""
+    """Realised results of one strategy over the scored intervals, fleet totals."""
 
     energy_cost_usd: float
     mining_revenue_usd: float
@@ -89,10 +131,10 @@ class Score:
     mining_mwh: float
     gpu_mwh: float
     mwh_shed_in_spikes: float
-    emissions_location_t: float
+    emissions_location_t: float  # NaN without carbon data
     emissions_market_t: float
     cfe_score: float
-    margin_by_interval: FloatArray
+    margin_by_interval: FloatArray  # 0 where not scored
 
     @property
     def net_margin_usd(self) -> float:
@@ -106,55 +148,80 @@ def timeline(start: datetime, end: datetime, step_minutes: int) -> list[datetime
 
 
 def actuals(
-    history: GridHistory, fleet: Fleet, starts: list[datetime], step_minutes: int
+    fleet: Fleet,
+    starts: list[datetime],
+    step_minutes: int,
+    *,
+    prices: dict[str, Alignment],
+    carbon: dict[str, Alignment],
+    hashprice: Alignment,
+    known: dict[str, Known],
+    fresh_for: timedelta,
 ) -> Actuals:
-    """Align every site's node price, region carbon and the hashprice to the backtest grid."""
-    grid = pd.DataFrame({"at": pd.DatetimeIndex(starts).tz_convert("UTC").as_unit("ns")})
-    frame = history.frame
-
-    def aligned(key: str, value: str, name: str) -> FloatArray:
-        rows = frame[frame[key] == name][["interval_start_utc", value]].dropna()
-        rows["interval_start_utc"] = (
-            rows["interval_start_utc"].dt.tz_convert("UTC").dt.as_unit("ns")
-        )
-        if rows.empty:
-            return np.full(len(starts), np.nan)
-        joined = pd.merge_asof(
-            grid,
-            rows.sort_values("interval_start_utc"),
-            left_on="at",
-            right_on="interval_start_utc",
-            direction="backward",
-        )
-        values: FloatArray = joined[value].to_numpy(dtype=float)
-        return values
-
+    """Every site's node price, region carbon and the hashprice on the backtest grid, from
+    their alignments (:func:`streams.backtest.coverage.align`), and the scored intervals: those
+    with every price and the hashprice observed or held, where every site's newest known price
+    is at most ``fresh_for`` old (the watchdog's limit)."""
     sites = fleet.sites
-    price = np.vstack([aligned("node", "price_usd_per_mwh", s.price_node) for s in sites])
-    carbon = np.vstack(
-        [
-            np.nan_to_num(aligned("region", "carbon_g_per_kwh", s.carbon_region), nan=0.0)
-            if "carbon_g_per_kwh" in frame.columns
-            else np.zeros(len(starts))
-            for s in sites
-        ]
-    )
-    hashprice = aligned("node", "hashprice_usd_per_th_day", sites[0].price_node)
+    missing = hashprice.missing.copy()
+    for node in {s.price_node for s in sites}:
+        missing |= prices[node].missing
+    price = np.vstack([_carried(prices[s.price_node].values) for s in sites])
+    known_price = np.vstack([known[s.price_node].values for s in sites])
+    # Where a site has no price yet, or none since a long gap, the strategies do not hold the
+    # same information (gridshift fails safe, the baselines run regardless): not scored. At the
+    # start that is the warm-up.
+    grid = np.array([t.astimezone(UTC).replace(tzinfo=None) for t in starts], "datetime64[ns]")
+    informed = np.ones(len(starts), dtype=bool)
+    for node in {s.price_node for s in sites}:
+        age = grid - known[node].since
+        informed &= ~np.isnat(age) & (age <= np.timedelta64(fresh_for))
+    warmup = int(np.argmax(informed)) if informed.any() else len(starts)
+    scored = ~missing & informed
+    relearning = int((~informed[warmup:] & ~missing[warmup:]).sum())
+    carbon_values = np.vstack([carbon[s.carbon_region].values for s in sites])
+    hp = _carried(hashprice.values)
     revenue = np.vstack(
         [
-            np.asarray(
-                mining_revenue_usd_per_mwh(hashprice, s.miner_efficiency_j_per_th), dtype=float
-            )
+            np.asarray(mining_revenue_usd_per_mwh(hp, s.miner_efficiency_j_per_th), dtype=float)
             for s in sites
         ]
     )
+    # Where carbon is unknown its price cannot be applied: the break-even then ignores it.
     carbon_cost = np.vstack(
-        [carbon_cost_usd_per_mwh(carbon[i], s.carbon_price_usd_per_t) for i, s in enumerate(sites)]
+        [
+            carbon_cost_usd_per_mwh(np.nan_to_num(carbon_values[i]), s.carbon_price_usd_per_t)
+            for i, s in enumerate(sites)
+        ]
     )
     pue = np.array([[s.pue] for s in sites])
     return Actuals(
-        starts, step_minutes / 60.0, price, carbon, hashprice, revenue, revenue / pue - carbon_cost
+        starts,
+        step_minutes / 60.0,
+        price,
+        known_price,
+        carbon_values,
+        hp,
+        revenue,
+        revenue / pue - carbon_cost,
+        scored,
+        warmup,
+        relearning,
     )
+
+
+def _carried(values: FloatArray) -> FloatArray:
+    """NaNs replaced by the last value before them (the first value before any): only so the
+    arithmetic runs; those intervals are not scored."""
+    out = values.copy()
+    valid = ~np.isnan(out)
+    if not valid.any():
+        return np.zeros_like(out)
+    index = np.where(valid, np.arange(len(out)), 0)
+    np.maximum.accumulate(index, out=index)
+    out = out[index]
+    out[: int(np.argmax(valid))] = out[int(np.argmax(valid))]
+    return out
 
 
 def _static_routing(fleet: Fleet, n: int, hours: float) -> tuple[FloatArray, FloatArray]:
@@ -200,13 +267,39 @@ def run_always_on(fleet: Fleet, act: Actuals) -> Dispatch:
 
 
 def run_threshold(fleet: Fleet, act: Actuals, lag: int) -> Dispatch:
+    """Mining off while the newest price known at decision time is above break-even (``lag``
+    is already in ``act.known_price``; until a first price is known, mining runs)."""
+    del lag  # the same information as gridshift: act.known_price was built with the lag
     dispatch, room = _baseline(fleet, act)
-    known = np.roll(act.price, lag, axis=1)
-    if lag:
-        known[:, :lag] = act.price[:, :1]  # nothing earlier is known: assume the first price
-    dispatch.mining = np.where(known > act.breakeven, 0.0, room)
+    with np.errstate(invalid="ignore"):
+        above = act.known_price > act.breakeven
+    dispatch.mining = np.where(above, 0.0, room)
     dispatch.grid_import = _facility_import(fleet, dispatch.mining, dispatch.gpu + dispatch.routed)
     return dispatch
+
+
+def _feed(history: GridHistory, lag: int) -> Iterator[tuple[datetime, BaseModel]]:
+    """The history's events with the instant each becomes known, in that order (stable).
+
+    Streamed, not listed: an interval's events are known at its start, a price ``lag`` interval
+    lengths later, so no event of a later interval can be known before an earlier interval's
+    start; a small heap of pending prices is all that is held.
+    """
+    pending: list[tuple[datetime, int, BaseModel]] = []
+    sequence = 0
+    for batch in history_intervals(history):
+        while pending and pending[0][0] <= batch.start:
+            available, _, event = heapq.heappop(pending)
+            yield available, event
+        for _, event in batch.events:
+            length = event.interval_end - event.interval_start  # type: ignore[attr-defined]
+            price_like = event.kind == "price"  # type: ignore[attr-defined]
+            available = batch.start + (length * lag if price_like else timedelta(0))
+            heapq.heappush(pending, (available, sequence, event))
+            sequence += 1
+    while pending:
+        available, _, event = heapq.heappop(pending)
+        yield available, event
 
 
 def run_gridshift(
@@ -217,33 +310,36 @@ def run_gridshift(
     *,
     lag: int,
     carbon_budget_t_per_day: float | None = None,
+    stale_price_after: timedelta | None = None,
     progress: Progress | None = None,
 ) -> Dispatch:
-    """The live decision code, fed history in event time with past data only."""
+    """The live decision code, fed history in event time with past data only.
+
+    ``stale_price_after`` arms the live watchdog (a site whose price feed is silent that long
+    gets the fail-safe, and its mining comes back in steps when the feed returns).
+    """
     state = FleetState(fleet)
-    decider = Decider(horizon, pools=fleet.pools, carbon_budget_t_per_day=carbon_budget_t_per_day)
+    decider = Decider(
+        horizon,
+        pools=fleet.pools,
+        carbon_budget_t_per_day=carbon_budget_t_per_day,
+        stale_price_after=stale_price_after,
+    )
     index = {s.site_id: i for i, s in enumerate(fleet.sites)}
     n, k_total = len(fleet.sites), len(starts)
     # Until a site can be planned (no price or hashprice known yet) it runs the fail-safe:
-    # mining off, GPUs at their contracted floor.
+    # mining off, GPUs at their contracted floor (the warm-up, not scored).
     out = Dispatch.empty(n, k_total)
     out.gpu[:] = np.array([[s.gpu_floor_mw] for s in fleet.sites])
     out.grid_import[:] = _facility_import(fleet, out.mining, out.gpu)
     gpu_value = {s.site_id: s.gpu_value_usd_per_mwh for s in fleet.sites}
-    feed = []
-    for batch in history_intervals(history):
-        for _, event in batch.events:
-            length = event.interval_end - event.interval_start  # type: ignore[attr-defined]
-            price_like = event.kind == "price"  # type: ignore[attr-defined]
-            available = batch.start + (length * lag if price_like else timedelta(0))
-            feed.append((available, event))
-    feed.sort(key=lambda item: item[0])
-    pointer = 0
+    feed = _feed(history, lag)
+    upcoming = next(feed, None)
     triggers = {s.site_id: "price" for s in fleet.sites}
     for k, now in enumerate(starts):
-        while pointer < len(feed) and feed[pointer][0] <= now:
-            state.apply(feed[pointer][1])  # type: ignore[arg-type]
-            pointer += 1
+        while upcoming is not None and upcoming[0] <= now:
+            state.apply(upcoming[1])  # type: ignore[arg-type]
+            upcoming = next(feed, None)
         for decision in decider.decide(state, triggers, now=now):  # type: ignore[arg-type]
             i = index[decision.site_id]
             out.mining[i, k] = decision.mining_mw
@@ -254,7 +350,7 @@ def run_gridshift(
                 decision.gpu_mw * hours * gpu_value[decision.site_id]
             )
             out.grid_import[i, k] = decision.grid_import_mw
-            out.decisions.append(decision)
+            out.record(decision)
         if k % 96 == 0:
             state.prune(now)
         if progress is not None:
@@ -283,9 +379,9 @@ def run_oracle(
     out = Dispatch.empty(n, k_total)
     # One state fed in event order: each day's window adds that day (its future included) on top
     # of what came before, so a day without data holds the last values, as the live state would.
-    events = [event for batch in history_intervals(history) for _, event in batch.events]
+    events = (event for batch in history_intervals(history) for _, event in batch.events)
+    upcoming = next(events, None)
     state = FleetState(fleet)
-    pointer = 0
     window = max(1, (24 * 60) // step_minutes)
     deciders: dict[int, Decider] = {}
     for first in range(0, k_total, window):
@@ -300,9 +396,9 @@ def run_oracle(
             ),
         )
         begin, end = starts[first], starts[first] + timedelta(minutes=step_minutes * length)
-        while pointer < len(events) and events[pointer].interval_start < end:  # type: ignore[attr-defined]
-            state.apply(events[pointer])  # type: ignore[arg-type]
-            pointer += 1
+        while upcoming is not None and upcoming.interval_start < end:  # type: ignore[attr-defined]
+            state.apply(upcoming)  # type: ignore[arg-type]
+            upcoming = next(events, None)
         state.prune(begin)
         planned = decider.plan_ahead(state, begin)
         if progress is not None:
@@ -327,9 +423,10 @@ def run_oracle(
 
 
 def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
-    """Realised money and emissions of a dispatch at actual prices (optimizer value terms)."""
+    """Realised money and emissions of a dispatch at actual prices (optimizer value terms),
+    over the scored intervals only; emissions over those with a known carbon intensity."""
     sites = fleet.sites
-    hours = np.full(len(act.starts), act.hours)
+    hours = np.where(act.scored, act.hours, 0.0)
     gpu_value = np.array([[s.gpu_value_usd_per_mwh] for s in sites])
     floor = np.array([[s.gpu_floor_mw] for s in sites])
     ppa = np.array([[s.ppa_mw] for s in sites])
@@ -337,13 +434,18 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
     imp = dispatch.grid_import
     energy = energy_cost_usd(imp, hours, act.price)
     mining_revenue = dispatch.mining * hours * act.mining_revenue
-    gpu_revenue = dispatch.gpu * hours * gpu_value + dispatch.routed_revenue_usd
+    gpu_revenue = dispatch.gpu * hours * gpu_value + dispatch.routed_revenue_usd * act.scored
     unmatched = np.maximum(0.0, imp - ppa)
     facility = pue * (dispatch.mining + dispatch.gpu + dispatch.routed)
     _, room = _baseline(fleet, act)
     spikes = act.price > act.breakeven
     margin = (mining_revenue + gpu_revenue - energy).sum(axis=0)
     facility_mwh = float((facility * hours).sum())
+    with_carbon = ~np.isnan(act.carbon) & act.scored
+    carbon = np.nan_to_num(act.carbon)
+    emissions = emissions_kg(imp, hours, carbon) * with_carbon
+    emissions_market = emissions_kg(unmatched, hours, carbon) * with_carbon
+    no_carbon = not with_carbon.any()
     return Score(
         energy_cost_usd=float(energy.sum()),
         mining_revenue_usd=float(mining_revenue.sum()),
@@ -352,8 +454,8 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
         mining_mwh=float((dispatch.mining * hours).sum()),
         gpu_mwh=float(((dispatch.gpu + dispatch.routed) * hours).sum()),
         mwh_shed_in_spikes=float((np.maximum(0.0, room - dispatch.mining) * hours)[spikes].sum()),
-        emissions_location_t=float(emissions_kg(imp, hours, act.carbon).sum()) / 1000.0,
-        emissions_market_t=float(emissions_kg(unmatched, hours, act.carbon).sum()) / 1000.0,
+        emissions_location_t=np.nan if no_carbon else float(emissions.sum()) / 1000.0,
+        emissions_market_t=np.nan if no_carbon else float(emissions_market.sum()) / 1000.0,
         cfe_score=(
             1.0 - float((unmatched * hours).sum()) / facility_mwh if facility_mwh > 0 else 1.0
         ),

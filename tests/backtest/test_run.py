@@ -3,6 +3,7 @@ mining in the 20 August 2024 scarcity evening and beats both baselines."""
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,8 +83,9 @@ def test_ercot_august_sheds_in_the_scarcity_evening_and_beats_baselines(
 
 
 @pytest.mark.data
-def test_the_oracle_rides_through_a_day_without_prices(data_dir: Path) -> None:
-    """2024-11-03 (DST) has no prices in the shared table: every strategy holds through it."""
+def test_a_day_without_prices_is_run_through_but_not_scored(data_dir: Path) -> None:
+    """2024-11-03 (DST) has no prices in the shared table: every strategy runs through it, no
+    strategy is scored on it, and the report lists it."""
     scenario = load_scenario(scenario_paths()["northern-data"])
     result = run_backtest(
         scenario,
@@ -95,3 +97,29 @@ def test_the_oracle_rides_through_a_day_without_prices(data_dir: Path) -> None:
     )
     scores = result.scores
     assert scores["oracle"].net_margin_usd >= scores["gridshift"].net_margin_usd - 1e-6
+    # 25 hours of that day (it has one hour more than others) have no price, and the first
+    # interval after them has one, but it is known only when that interval ends.
+    assert (~result.actuals.scored).sum() == 100 + 1
+    assert (
+        "HB_SOUTH price (ercot_replay_15min_2024-06-01_2024-12-31.csv): 100 intervals not "
+        "scored, no data within the 1 h hold limit: 2024-11-03 05:00Z to 2024-11-04 06:00Z "
+        "(1 day 1 h)"
+    ) in result.notes
+    assert "HB_SOUTH: 96 rows flagged price_missing=1 skipped" in " ".join(result.notes)
+
+
+def test_the_gridshift_run_keeps_no_decision_objects() -> None:
+    """Issue 13, item 9: a decision (with its horizon) is ~13 KB; a two-year run made 70,000.
+    What the run keeps per interval must stay small: ids and a few numbers."""
+    fleet = Fleet(sites=(mining_site(),))
+    history = synthetic_week(START)  # a SYNTHETIC fixture
+    starts = timeline(START, START + timedelta(days=2), 15)
+    run_gridshift(fleet, history, starts[:8], H, lag=1)  # warm the solver and import caches
+    tracemalloc.start()
+    try:
+        out = run_gridshift(fleet, history, starts, H, lag=1)
+        retained, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(out.decisions) == len(starts) - 1
+    assert retained / len(starts) < 1_000, f"{retained / len(starts):,.0f} B per interval"

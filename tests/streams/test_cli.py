@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,13 +20,16 @@ COMMANDS = sorted(cli.commands)
 
 def test_all_commands_are_there() -> None:
     assert COMMANDS == [
+        "agent",
         "asyncapi",
         "backtest",
         "broker",
         "demo",
+        "openadr-ven",
         "publish",
         "replay",
         "schemas",
+        "source",
         "subscribe",
         "worker",
     ]
@@ -77,3 +85,100 @@ def test_publish_validates_every_line_before_sending(
     assert err[0].startswith("gridshift: line 2: ")
     assert err[1].startswith("gridshift: line 3: invalid grid.price.v1 event: node")
     assert err[-1] == f"gridshift: error: 2 invalid line(s) in {source}; nothing was sent"
+
+
+# Issue 13: a user's own folder, the CLI's one-line mistakes, the clipped period, no banner.
+def own_folder(folder: Path, **scenario: Any) -> Path:
+    """A user's folder with only their own files: a SYNTHETIC table and a scenario naming it."""
+    from tests.backtest.own import own_scenario, own_table  # noqa: PLC0415
+
+    own_table(folder)
+    return own_scenario(folder, **scenario)
+
+
+def test_a_users_own_folder_needs_no_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = own_folder(tmp_path)
+    monkeypatch.delenv("GRIDSHIFT_DATA_DIR", raising=False)
+    monkeypatch.chdir("/")  # relative paths resolve against the scenario's folder, not the cwd
+    assert main(["backtest", str(path), "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "| gridshift (MPC) |" in out
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "args", "expected"),
+    [
+        (
+            {"file": "data:own.csv"},
+            [],
+            "markets[0].file = 'data:own.csv' is in the data folder, but none was given",
+        ),
+        (
+            {"end": "2024-09-10T00:00:00Z"},
+            [],
+            "HB_SOUTH price in own.csv covers 2024-08-18 05:00Z to 2024-08-19 05:00Z; the period "
+            "asked runs to 2024-09-10 00:00Z (pass --end 2024-08-19T05:00, or --clip-to-data",
+        ),
+        (
+            {},
+            ["--start", "2024-09-01", "--end", "2024-09-02"],
+            "no data in the period asked (2024-09-01 00:00Z to 2024-09-02 00:00Z)",
+        ),
+        ({"top": "step_minute = 15"}, [], "step_minute: unknown key (did you mean step_minutes?)"),
+    ],
+    ids=["data-path-without-folder", "end-past-data", "period-after-data", "typo"],
+)
+def test_backtest_mistakes_in_a_users_folder_give_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    scenario: dict[str, str],
+    args: list[str],
+    expected: str,
+) -> None:
+    monkeypatch.delenv("GRIDSHIFT_DATA_DIR", raising=False)
+    path = own_folder(tmp_path, **scenario)
+    assert main(["backtest", str(path), *args, "--out", str(tmp_path / "r")]) == 1
+    assert expected in one_error_line(capsys)
+
+
+def test_clip_to_data_says_so_on_stderr_and_at_the_top_of_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = own_folder(tmp_path, end="2024-09-10T00:00:00Z")
+    assert main(["backtest", str(path), "--clip-to-data", "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("gridshift: clipped to the data: the period asked was ")
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "> **Clipped to the data.**" in report
+    assert "- period: 2024-08-18 05:00Z to 2024-08-19 05:00Z, 96 intervals" in report
+
+
+def test_no_solver_banner_in_a_backtests_output(tmp_path: Path) -> None:
+    """HiGHS writes its copyright banner from C++ at the first solver of a process: only a
+    separate process shows whether it reaches the user's output."""
+    path = own_folder(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSHIFT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "backtest", str(path), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HiGHS" not in done.stdout + done.stderr
+    assert done.stdout.startswith("own data\n")
+
+
+def test_the_demo_draws_no_progress_bar_when_stderr_is_not_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.demo import progress_bar  # noqa: PLC0415
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert progress_bar(10).disable

@@ -1,0 +1,60 @@
+"""The notes of decisions, reduced to kinds that can be counted over a backtest.
+
+Each decision says in ``notes`` what its plan held or assumed ("price: 11 of 14 steps held at
+the last known value", "battery charge unknown (no fresh telemetry): assumed empty"), and a
+fallback says why (``fallback_reason``). A backtest keeps only a count per kind: the numbers,
+times and ids in a note are replaced by ``#`` so notes of the same kind count together. Kinds
+the engine is known to write are told in words a reader of the report understands, with the
+reason that applies offline; any other kind is shown as it is, so nothing assumed is silent.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TIMES = re.compile(r" ?\(?\d{4}-\d\d-\d\d[T ][\d:.+-]+(?:Z|[+-]\d\d:\d\d)?\)?")
+# Numbers standing alone, not digits inside a name such as a node "TH_NP15_GEN-APND".
+_NUMBERS = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?!\w)")
+
+#: Known kinds (after :func:`note_kind`) -> what the report says about them.
+_TOLD = (
+    (
+        re.compile(r"^price: # of # steps held at the last known value"),
+        "price held at the last known value over later horizon steps (history has no price "
+        "forecast)",
+    ),
+    (
+        re.compile(r"^carbon intensity unknown for (\S+): emissions assumed #"),
+        r"carbon intensity unknown for \1: the plan assumed zero emissions",
+    ),
+    (
+        re.compile(r"^battery charge unknown"),
+        "battery charge assumed empty (a backtest has no telemetry)",
+    ),
+    (
+        re.compile(r"^mining ramp from # MW: no fresh telemetry or earlier decision"),
+        "mining ramp started from 0 MW (no telemetry or earlier decision yet)",
+    ),
+    (
+        re.compile(r"^mining ramp from the last decided # MW"),
+        "mining ramp from the last decided set-point (a backtest has no telemetry)",
+    ),
+    (
+        re.compile(r"^fail_safe: price feed for (\S+) silent for # min"),
+        r"fail-safe (mining off, GPUs at their floor): no \1 price within the hold limit",
+    ),
+)
+
+
+def note_kind(note: str) -> str:
+    """``note`` with its times and numbers replaced by ``#``."""
+    return _NUMBERS.sub("#", _TIMES.sub("", note)).strip()
+
+
+def tell(kind: str) -> str:
+    """What a report says about decisions with notes of ``kind``."""
+    for pattern, told in _TOLD:
+        match = pattern.match(kind)
+        if match:
+            return match.expand(told)
+    return kind
