@@ -1,8 +1,15 @@
 """Turning a grid history into the input events the live pipeline consumes, in event-time order.
 
-For each interval: the day's hashprice (once per day, when the column is present), each region's
-carbon intensity (when its value or hour changes), then each node's real-time price. A replay
-sends what a live feed would have sent, in the same order.
+For each interval: the day-ahead prices released by then (when the column is present), the day's
+hashprice (once per day, when that column is present), each region's carbon intensity (when its
+value or hour changes), then each node's real-time price. A replay sends what a live feed would
+have sent, in the same order.
+
+Day-ahead prices are the forecast beyond the last real-time price. A day's day-ahead prices are
+released :data:`DAY_AHEAD_RELEASE` before that day starts (UTC): ERCOT posts its day-ahead
+market results around 13:30 Central the day before, i.e. about 10 h ahead of midnight Central
+(05:00-06:00 UTC); 12 h before midnight UTC is the same order and independent of the market's
+time zone. The first day of a history has its day-ahead prices from its first interval.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from pydantic import BaseModel
 
 from schemas import CarbonEvent, HashpriceEvent, PriceEvent
 from streams.backtest.history import GridHistory
+
+#: How long before a (UTC) day its day-ahead prices become known.
+DAY_AHEAD_RELEASE = timedelta(hours=12)
 
 
 @dataclass
@@ -40,6 +50,9 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
     prices = frame["price_usd_per_mwh"].astype(float).tolist()
     carbons = _column(frame, "carbon_g_per_kwh", n)
     hashprices = _column(frame, "hashprice_usd_per_th_day", n)
+    releases = _day_ahead_releases(
+        starts, ends, nodes, _column(frame, "day_ahead_price_usd_per_mwh", n)
+    )
     last_day: datetime | None = None
     last_carbon: dict[str, tuple[datetime, float]] = {}
     batch: IntervalBatch | None = None
@@ -49,6 +62,8 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
             if batch is not None:
                 yield batch
             batch = IntervalBatch(start)
+            while releases and releases[0][0] <= start:
+                batch.events.extend(("grid.price.v1", event) for event in releases.pop(0)[1])
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         hashprice = hashprices[i]
         if day != last_day and math.isfinite(hashprice) and hashprice > 0:
@@ -96,3 +111,24 @@ def _column(frame: pd.DataFrame, name: str, n: int) -> list[float]:
         return [math.nan] * n
     values: list[float] = frame[name].astype(float).tolist()
     return values
+
+
+def _day_ahead_releases(
+    starts: list[datetime], ends: list[datetime], nodes: list[str], prices: list[float]
+) -> list[tuple[datetime, list[PriceEvent]]]:
+    """Day-ahead price events grouped by when they become known, oldest release first."""
+    by_release: dict[datetime, list[PriceEvent]] = {}
+    for start, end, node, price in zip(starts, ends, nodes, prices, strict=True):
+        if not math.isfinite(price):
+            continue
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        by_release.setdefault(day - DAY_AHEAD_RELEASE, []).append(
+            PriceEvent(
+                interval_start=start,
+                interval_end=end,
+                node=node,
+                market="day_ahead",
+                price_usd_per_mwh=price,
+            )
+        )
+    return sorted(by_release.items(), key=lambda item: item[0])

@@ -8,6 +8,7 @@ The canonical grid-history format (CSV or Parquet), one row per interval and pri
 | ``interval_end_utc`` | no | defaults to start + ``step_minutes`` |
 | ``node`` / ``region`` | no | price node and carbon region (or constants in a mapping) |
 | ``price_usd_per_mwh`` | yes | real-time price |
+| ``day_ahead_price_usd_per_mwh`` | no | day-ahead price (the forecast past real time) |
 | ``carbon_g_per_kwh`` | no | grid carbon intensity |
 | ``load_mw`` | no | system load (informational, used to derive peak alerts) |
 | ``hashprice_usd_per_th_day`` | no | mining revenue |
@@ -51,6 +52,7 @@ CANONICAL = (
     "node",
     "region",
     "price_usd_per_mwh",
+    "day_ahead_price_usd_per_mwh",
     "carbon_g_per_kwh",
     "load_mw",
     "hashprice_usd_per_th_day",
@@ -370,7 +372,7 @@ def _canonical(
         if column not in raw.columns:
             raise GridshiftError(f"{path}: skip_when column {column!r} not in the file")
         flags.append((f"{column}={value}", raw[column].astype(str) == value))
-    frame = raw.rename(columns=renames)
+    frame = _copy_shared_sources(raw.rename(columns=renames), mapping, renames)
     constants = mapping.constants
     for name in ("node", "region"):
         value = getattr(constants, name)
@@ -394,12 +396,30 @@ def _canonical(
         if mask.any():
             removed.append(_removal(frame[mask], "skipped", f"flagged {reason} skipped", None))
             frame = frame[~mask]
-    for column in ("price_usd_per_mwh", "carbon_g_per_kwh", "load_mw", "hashprice_usd_per_th_day"):
+    numeric = (
+        "price_usd_per_mwh",
+        "day_ahead_price_usd_per_mwh",
+        "carbon_g_per_kwh",
+        "load_mw",
+        "hashprice_usd_per_th_day",
+    )
+    for column in numeric:
         if column in frame.columns:
             values = frame[column]
             if values.dtype == object or pd.api.types.is_string_dtype(values):
                 values = values.replace("", None)
             frame[column] = pd.to_numeric(values, errors="coerce").astype(float)
+    return frame
+
+
+def _copy_shared_sources(
+    frame: pd.DataFrame, mapping: Mapping, renames: dict[str, str]
+) -> pd.DataFrame:
+    """One source column may feed two canonical ones (an hourly day-ahead table is both the
+    settlement price and the forecast): the rename took one, copy it to the others."""
+    for canonical, source in mapping.columns.items():
+        if canonical not in frame.columns and renames.get(source) in frame.columns:
+            frame[canonical] = frame[renames[source]]
     return frame
 
 

@@ -33,6 +33,7 @@ LABELS = {
     "always_on": "mining always on",
     "threshold": "price threshold",
     "oracle": "perfect-foresight oracle",
+    "todays_practice": "today's practice",
 }
 #: One look per strategy in every figure: colour, line style, width, drawing order.
 STYLE: dict[str, dict[str, Any]] = {

@@ -20,9 +20,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from pydantic import BaseModel
 from tqdm import tqdm
 
+from optimizer.value import FloatArray
+from streams.backtest.coincident_peak_history import (
+    peak_signal_schedule,
+    read_4cp,
+    realised_charge_usd,
+    realised_peak_signals,
+)
 from streams.backtest.coverage import CLIPPED, Series, Window, align, known_at, window
+from streams.backtest.flexible import (
+    demand_at_peaks_mw,
+    mcpc_on_grid,
+    naive_peak_hours,
+    read_mcpc,
+    reserve_price_schedule,
+    reserve_revenue_usd,
+    todays_practice_mining,
+    todays_practice_reserve,
+)
 from streams.backtest.history import plural, utc_values
 from streams.backtest.ledger import DataLedger, build_ledger
 from streams.backtest.plots import LABELS, dispatch_figure, emissions_figure, margin_figure
@@ -30,6 +48,7 @@ from streams.backtest.run import (
     Actuals,
     Dispatch,
     Score,
+    _facility_import,
     actuals,
     run_always_on,
     run_gridshift,
@@ -38,7 +57,7 @@ from streams.backtest.run import (
     score,
     timeline,
 )
-from streams.backtest.scenario import Scenario, load_markets
+from streams.backtest.scenario import Paths, Scenario, load_markets
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 
@@ -127,6 +146,15 @@ def run_backtest(
     history = market.history.window(
         pd.Timestamp(period.start) - pd.Timedelta(days=1), pd.Timestamp(period.end)
     )
+    extras = _extras(
+        scenario,
+        data_dir=data_dir,
+        scenario_dir=scenario_dir,
+        start=period.start,
+        end=period.end,
+        starts=starts,
+    )
+    cp, rs = scenario.coincident_peak, scenario.reserves
     dispatch: dict[str, Dispatch] = {}
     seconds: dict[str, float] = {}
     with tqdm(
@@ -146,6 +174,7 @@ def run_backtest(
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
             stale_price_after=watchdog,
             progress=bar.update,
+            extra=extras.live,
         )
         seconds["gridshift"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -156,11 +185,17 @@ def run_backtest(
             step_minutes,
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
             progress=bar.update,
+            extra=extras.foresight,
         )
         seconds["oracle"] = time.perf_counter() - clock
     dispatch["always_on"] = run_always_on(fleet, act)
     dispatch["threshold"] = run_threshold(fleet, act, lag)
+    if cp is not None or rs is not None:
+        dispatch["todays_practice"] = _todays_practice(
+            fleet, act, dispatch["threshold"], data_dir, cp.region if cp else None
+        )
     scores = {name: score(fleet, act, d) for name, d in dispatch.items()}
+    _score_extras(scenario, fleet=fleet, act=act, dispatch=dispatch, scores=scores, extras=extras)
     window_start, window_end = pd.Timestamp(period.start), pd.Timestamp(period.end)
     removed = market.history.removed
     removed = removed[
@@ -185,6 +220,114 @@ def run_backtest(
     return BacktestResult(scenario, fleet, act, dispatch, scores, ledger, period, seconds)
 
 
+@dataclass
+class _Extras:
+    """4CP and reserve inputs: events with the instant each is known (gridshift), the same as
+    foresight (oracle), the realised peaks and the actual MCPC on the backtest grid."""
+
+    live: list[tuple[datetime, BaseModel]]
+    foresight: list[BaseModel]
+    peaks: list[datetime]
+    mcpc: dict[str, FloatArray]
+
+
+def _extras(
+    scenario: Scenario,
+    *,
+    data_dir: Path | None,
+    scenario_dir: Path,
+    start: datetime,
+    end: datetime,
+    starts: list[datetime],
+) -> _Extras:
+    # What a flexible load earns besides energy: 4CP signals and reserve prices, each with the
+    # instant it is known (gridshift), and what really happened (the oracle).
+    live: list[tuple[datetime, BaseModel]] = []
+    foresight: list[BaseModel] = []
+    peaks: list[datetime] = []
+    cp = scenario.coincident_peak
+    if cp is not None:
+        live += peak_signal_schedule(
+            start,
+            end,
+            data_dir=data_dir,
+            tariff_usd_per_kw_year=cp.tariff_usd_per_kw_year,
+            min_probability=cp.min_probability,
+            region=cp.region,
+        )
+        foresight += realised_peak_signals(
+            start,
+            end,
+            data_dir=data_dir,
+            tariff_usd_per_kw_year=cp.tariff_usd_per_kw_year,
+            region=cp.region,
+        )
+        table = read_4cp(data_dir)
+        inside = table[
+            (table["start_utc"] >= pd.Timestamp(start)) & (table["start_utc"] < pd.Timestamp(end))
+        ]
+        peaks = [t.to_pydatetime() for t in inside["start_utc"]]
+    mcpc: dict[str, FloatArray] = {}
+    rs = scenario.reserves
+    if rs is not None:
+        paths = Paths(scenario_dir.absolute(), data_dir)
+        files = [paths.resolve(f, f"reserves.files[{i}]") for i, f in enumerate(rs.files)]
+        prices_table = read_mcpc(files)
+        schedule = reserve_price_schedule(prices_table, rs.region, start - timedelta(days=1), end)
+        live += schedule
+        foresight += [event for _, event in schedule]
+        mcpc = mcpc_on_grid(prices_table, starts)
+    return _Extras(live, foresight, peaks, mcpc)
+
+
+def _score_extras(
+    scenario: Scenario,
+    *,
+    fleet: Fleet,
+    act: Actuals,
+    dispatch: dict[str, Dispatch],
+    scores: dict[str, Score],
+    extras: _Extras,
+) -> None:
+    """The realised 4CP charge and the reserve revenue of every strategy, into its score."""
+    cp, rs = scenario.coincident_peak, scenario.reserves
+    starts, peaks, mcpc = act.starts, extras.peaks, extras.mcpc
+    hours = np.where(act.scored, act.hours, 0.0)
+    for name, d in dispatch.items():
+        s = scores[name]
+        if cp is not None:
+            payers = [i for i, site in enumerate(fleet.sites) if site.carbon_region == cp.region]
+            s.peak_charge_usd = sum(
+                realised_charge_usd(starts, d.grid_import[i], peaks, cp.tariff_usd_per_kw_year)
+                for i in payers
+            )
+            s.demand_at_peaks_mw = demand_at_peaks_mw(starts, d.grid_import[payers], peaks)
+        if rs is not None:
+            s.reserve_revenue_usd = reserve_revenue_usd(d.reserve, mcpc, hours)
+
+
+def _todays_practice(
+    fleet: Fleet,
+    act: Actuals,
+    threshold: Dispatch,
+    data_dir: Path | None,
+    peak_region: str | None,
+) -> Dispatch:
+    """Today's practice: the threshold rule, off 15:00-18:00 Central on the naive 4CP days,
+    and all running mining offered as reserve."""
+    hours = naive_peak_hours(data_dir) if peak_region is not None else set()
+    mining = todays_practice_mining(fleet, act.starts, threshold.mining, hours, peak_region)
+    out = Dispatch(
+        mining,
+        threshold.gpu,
+        _facility_import(fleet, mining, threshold.gpu + threshold.routed),
+        threshold.routed,
+        threshold.routed_revenue_usd,
+    )
+    out.reserve = todays_practice_reserve(fleet, mining)
+    return out
+
+
 def _longest_interval(series: Iterable[Series]) -> timedelta:
     """The longest interval of the markets used (their prices arrive at that pace)."""
     longest: timedelta = max(
@@ -195,12 +338,17 @@ def _longest_interval(series: Iterable[Series]) -> timedelta:
 
 def summary_rows(result: BacktestResult) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
-    for name in ("gridshift", "threshold", "always_on", "oracle"):
+    names = ["gridshift", "todays_practice", "threshold", "always_on", "oracle"]
+    for name in [n for n in names if n in result.scores]:
         s = result.scores[name]
         rows.append(
             {
                 "strategy": LABELS[name],
                 "net margin $": s.net_margin_usd,
+                "energy margin $": s.energy_margin_usd,
+                "4CP charge $": s.peak_charge_usd,
+                "reserve $": s.reserve_revenue_usd,
+                "hours curtailed": s.hours_curtailed,
                 "energy $": s.energy_cost_usd,
                 "mining $": s.mining_revenue_usd,
                 "GPU $": s.gpu_revenue_usd,
@@ -290,11 +438,46 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
             f"Carbon-neutral target {sc.carbon_neutral_target:.0%}: hourly CFE score "
             f"{grid.cfe_score:.1%}, market-based emissions {emitted}."
         )
+    if sc.coincident_peak is not None or sc.reserves is not None:
+        lines += ["", "## Flexible-load value", ""]
+        lines += _flexible_lines(result)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Data treatment", "", *result.ledger.markdown()]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
+
+
+def _flexible_lines(result: BacktestResult) -> list[str]:
+    """gridshift against today's practice and the oracle, the fleet's demand at the realised
+    4CP peaks and the reserve revenue."""
+    sc = result.scenario
+    lines: list[str] = []
+    grid = result.scores["gridshift"]
+    if "todays_practice" in result.scores:
+        practice = result.scores["todays_practice"]
+        versus = compared(grid.net_margin_usd - practice.net_margin_usd, "today's practice")
+        lines.append(
+            f"gridshift earns {versus} "
+            f"(threshold + 15:00-18:00 curtailment on forecast-peak days + mining offered as "
+            f"reserve); the oracle earns ${result.scores['oracle'].net_margin_usd:,.0f}."
+        )
+    if sc.coincident_peak is not None:
+        lines += [
+            "",
+            f"4CP at ${sc.coincident_peak.tariff_usd_per_kw_year:g}/kW-year: fleet grid import "
+            "(MW) at each realised peak in the window:",
+            "",
+        ]
+        for name, s in result.scores.items():
+            at = ", ".join(f"{mw:,.1f}" for mw in s.demand_at_peaks_mw) or "no peak in window"
+            lines.append(f"- {LABELS[name]}: {at} (charge ${s.peak_charge_usd:,.0f})")
+    if sc.reserves is not None:
+        lines += ["", "Reserve revenue (MW held x hours x actual MCPC):", ""]
+        lines += [
+            f"- {LABELS[name]}: ${s.reserve_revenue_usd:,.0f}" for name, s in result.scores.items()
+        ]
+    return lines
 
 
 def _save(fig: Figure, path: Path) -> Path:

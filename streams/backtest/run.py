@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +34,7 @@ from optimizer.value import (
     energy_cost_usd,
     mining_revenue_usd_per_mwh,
 )
-from schemas import DispatchDecision
+from schemas import DispatchDecision, PriceEvent
 from streams.backtest.coverage import Alignment, BoolArray, Known
 from streams.backtest.events import history_intervals
 from streams.backtest.history import GridHistory
@@ -93,6 +93,12 @@ class Dispatch:
     decisions: list[DecisionRecord] = field(default_factory=list)
     #: Decisions per kind of note their plan carried (held prices, assumed battery charge...).
     notes: Counter[str] = field(default_factory=Counter)
+    #: Reserve held ready to curtail, MW per product (sites x intervals), where sold.
+    reserve: dict[str, FloatArray] = field(default_factory=dict)
+
+    def hold_reserve(self, product: str, i: int, k: int | slice, mw: float | FloatArray) -> None:
+        held = self.reserve.setdefault(product, np.zeros_like(self.mining))
+        held[i, k] = mw
 
     @classmethod
     def empty(cls, n_sites: int, n_steps: int) -> Dispatch:
@@ -135,10 +141,25 @@ class Score:
     emissions_market_t: float
     cfe_score: float
     margin_by_interval: FloatArray  # 0 where not scored
+    #: The realised 4CP transmission charge on the import at the realised peaks (0 without a
+    #: ``[coincident_peak]`` scenario section).
+    peak_charge_usd: float = 0.0
+    #: Reserve MW held x hours x the actual clearing price (0 without ``[reserves]``).
+    reserve_revenue_usd: float = 0.0
+    #: The fleet's grid import (MW) at each realised 4CP interval inside the window.
+    demand_at_peaks_mw: list[float] = field(default_factory=list)
+    #: Fleet mining-hours given up: (room - mining) x hours, MWh, scored intervals.
+    mwh_curtailed: float = 0.0
+    #: Hours in which the fleet mined less than its room (by more than 1 %).
+    hours_curtailed: float = 0.0
+
+    @property
+    def energy_margin_usd(self) -> float:
+        return self.mining_revenue_usd + self.gpu_revenue_usd - self.energy_cost_usd
 
     @property
     def net_margin_usd(self) -> float:
-        return self.mining_revenue_usd + self.gpu_revenue_usd - self.energy_cost_usd
+        return self.energy_margin_usd - self.peak_charge_usd + self.reserve_revenue_usd
 
 
 def timeline(start: datetime, end: datetime, step_minutes: int) -> list[datetime]:
@@ -278,7 +299,18 @@ def run_threshold(fleet: Fleet, act: Actuals, lag: int) -> Dispatch:
     return dispatch
 
 
-def _feed(history: GridHistory, lag: int) -> Iterator[tuple[datetime, BaseModel]]:
+def _feed(
+    history: GridHistory, lag: int, extra: Sequence[tuple[datetime, BaseModel]] = ()
+) -> Iterator[tuple[datetime, BaseModel]]:
+    """The history's events merged with ``extra`` (events with the instant each is known,
+    e.g. 4CP signals at their issue time, reserve prices at their publication), in time order."""
+    if not extra:
+        return _history_feed(history, lag)
+    ordered = sorted(extra, key=lambda item: item[0])
+    return heapq.merge(_history_feed(history, lag), ordered, key=lambda item: item[0])
+
+
+def _history_feed(history: GridHistory, lag: int) -> Iterator[tuple[datetime, BaseModel]]:
     """The history's events with the instant each becomes known, in that order (stable).
 
     Streamed, not listed: an interval's events are known at its start, a price ``lag`` interval
@@ -293,8 +325,10 @@ def _feed(history: GridHistory, lag: int) -> Iterator[tuple[datetime, BaseModel]
             yield available, event
         for _, event in batch.events:
             length = event.interval_end - event.interval_start  # type: ignore[attr-defined]
-            price_like = event.kind == "price"  # type: ignore[attr-defined]
-            available = batch.start + (length * lag if price_like else timedelta(0))
+            # Settled real-time prices arrive ``lag`` intervals late; a day-ahead price is
+            # known from its release (the batch it comes with).
+            settled = isinstance(event, PriceEvent) and event.market == "real_time"
+            available = batch.start + (length * lag if settled else timedelta(0))
             heapq.heappush(pending, (available, sequence, event))
             sequence += 1
     while pending:
@@ -312,8 +346,12 @@ def run_gridshift(
     carbon_budget_t_per_day: float | None = None,
     stale_price_after: timedelta | None = None,
     progress: Progress | None = None,
+    extra: Sequence[tuple[datetime, BaseModel]] = (),
 ) -> Dispatch:
     """The live decision code, fed history in event time with past data only.
+
+    ``extra`` are further events with the instant each becomes known (4CP forecast signals,
+    reserve prices): each reaches the state at that instant, never before.
 
     ``stale_price_after`` arms the live watchdog (a site whose price feed is silent that long
     gets the fail-safe, and its mining comes back in steps when the feed returns).
@@ -333,7 +371,7 @@ def run_gridshift(
     out.gpu[:] = np.array([[s.gpu_floor_mw] for s in fleet.sites])
     out.grid_import[:] = _facility_import(fleet, out.mining, out.gpu)
     gpu_value = {s.site_id: s.gpu_value_usd_per_mwh for s in fleet.sites}
-    feed = _feed(history, lag)
+    feed = _feed(history, lag, extra)
     upcoming = next(feed, None)
     triggers = {s.site_id: "price" for s in fleet.sites}
     for k, now in enumerate(starts):
@@ -350,6 +388,8 @@ def run_gridshift(
                 decision.gpu_mw * hours * gpu_value[decision.site_id]
             )
             out.grid_import[i, k] = decision.grid_import_mw
+            for product, mw in decision.reserve_mw.items():
+                out.hold_reserve(product, i, k, mw)
             out.record(decision)
         if k % 96 == 0:
             state.prune(now)
@@ -366,8 +406,12 @@ def run_oracle(
     *,
     carbon_budget_t_per_day: float | None = None,
     progress: Progress | None = None,
+    extra: Sequence[BaseModel] = (),
 ) -> Dispatch:
     """Perfect foresight: each day planned at once, knowing that day's actual prices and carbon.
+
+    ``extra`` events (realised 4CP peaks, actual reserve prices) are known with their day, like
+    the prices; reserve is sold with no commitment lead (the day's prices are known anyway).
 
     The plan comes from the same engine round as live decisions (snapshots built from a fleet
     state, then the fleet model): only the state differs, holding the whole day in advance.
@@ -379,7 +423,11 @@ def run_oracle(
     out = Dispatch.empty(n, k_total)
     # One state fed in event order: each day's window adds that day (its future included) on top
     # of what came before, so a day without data holds the last values, as the live state would.
-    events = (event for batch in history_intervals(history) for _, event in batch.events)
+    events = heapq.merge(
+        (event for batch in history_intervals(history) for _, event in batch.events),
+        sorted(extra, key=lambda e: e.interval_start),  # type: ignore[attr-defined]
+        key=lambda e: e.interval_start,  # type: ignore[attr-defined]
+    )
     upcoming = next(events, None)
     state = FleetState(fleet)
     window = max(1, (24 * 60) // step_minutes)
@@ -393,6 +441,7 @@ def run_oracle(
                 Horizon((step_minutes,) * length),
                 pools=fleet.pools,
                 carbon_budget_t_per_day=carbon_budget_t_per_day,
+                reserve_commit_lead=timedelta(0),
             ),
         )
         begin, end = starts[first], starts[first] + timedelta(minutes=step_minutes * length)
@@ -419,6 +468,8 @@ def run_oracle(
                 site_plan.gpu_mw * step_hours * gpu_value
             )
             out.grid_import[i, first:last] = site_plan.grid_import_mw
+            for product, mw in site_plan.reserve_mw.items():
+                out.hold_reserve(product, i, slice(first, last), mw)
     return out
 
 
@@ -460,4 +511,10 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
             1.0 - float((unmatched * hours).sum()) / facility_mwh if facility_mwh > 0 else 1.0
         ),
         margin_by_interval=margin,
+        mwh_curtailed=float((np.maximum(0.0, room - dispatch.mining) * hours).sum()),
+        hours_curtailed=float(
+            (
+                act.hours * (act.scored & (dispatch.mining.sum(axis=0) < 0.99 * room.sum(axis=0)))
+            ).sum()
+        ),
     )

@@ -80,6 +80,11 @@ class MarketSource(_Strict):
     carbon_file: str | None = None
     carbon_column: str = "ci_direct_gco2eq_per_kwh"
     carbon_time_column: str = "datetime_utc"
+    day_ahead_forecast: bool = Field(
+        default=True,
+        description="Use the table's day-ahead prices (if mapped) as the forecast past the last "
+        "real-time price; false drops them.",
+    )
 
     @field_validator("price_bounds_usd_per_mwh")
     @classmethod
@@ -134,6 +139,22 @@ class HashpriceSource(_Strict):
         return self
 
 
+class CoincidentPeakSource(_Strict):
+    """ERCOT's 4CP transmission charge: forecast signals to gridshift, realised peaks to the
+    oracle, the realised charge scored for every strategy (docs/COINCIDENT_PEAK.md)."""
+
+    tariff_usd_per_kw_year: float = Field(gt=0.0, le=1000.0, description="4CP rate, $/kW-year.")
+    region: str = Field(default="ERCOT", description="Sites of this carbon_region pay it.")
+    min_probability: float = Field(default=1e-3, gt=0.0, lt=1.0)
+
+
+class ReserveSource(_Strict):
+    """Day-ahead ancillary-service clearing prices (ERCOT MCPC tables, docs/RESERVES.md)."""
+
+    files: tuple[str, ...] = Field(min_length=1, description="MCPC tables (hourly, UTC column).")
+    region: str = Field(default="ERCOT", description="The sites' carbon_region they price.")
+
+
 class SiteGroup(_Strict):
     """``count`` sites from one template (ids ``{prefix}-001`` ...)."""
 
@@ -162,6 +183,8 @@ class Scenario(_Strict):
     horizon: HorizonConfig = HorizonConfig()
     hold: HoldRules = HoldRules()
     hashprice: HashpriceSource | None = None
+    coincident_peak: CoincidentPeakSource | None = None
+    reserves: ReserveSource | None = None
     markets: tuple[MarketSource, ...] = Field(min_length=1)
     sites: tuple[SiteConfig, ...] = ()
     site_groups: tuple[SiteGroup, ...] = ()
@@ -312,6 +335,8 @@ def load_markets(scenario: Scenario, data_dir: Path | None, scenario_dir: Path) 
         path = paths.resolve(market.file, f"{where}.file")
         history = read_history(path, market.read_mapping(paths, where))
         frame = history.frame.assign(node=market.node, region=market.region)
+        if not market.day_ahead_forecast:
+            frame = frame.drop(columns="day_ahead_price_usd_per_mwh", errors="ignore")
         gone = history.removed.assign(node=market.node)
         if market.carbon_file is not None:
             carbon_path = paths.resolve(market.carbon_file, f"{where}.carbon_file")

@@ -1,0 +1,192 @@
+"""What a flexible load earns besides energy, in a backtest: ERCOT's 4CP transmission charge,
+day-ahead ancillary-service (reserve) capacity payments, and today's practice of flexible
+mining fleets as a baseline.
+
+- Reserve prices: ERCOT's day-ahead ancillary-service clearing prices (MCPC, $/MW per hour,
+  report NP4-181-ER) become :class:`~schemas.ReservePriceEvent` s available at the day-ahead
+  market's publication, :data:`DAM_PUBLICATION` Central on the day before delivery (past data
+  only: a decision never sees a price before it was published).
+- 4CP: the forecaster's signals (:func:`~streams.backtest.coincident_peak_history.
+  peak_signal_schedule`) reach gridshift at their issue time; the oracle gets the realised peaks;
+  every strategy pays the realised charge on its import at the realised peak intervals.
+- Today's practice (:func:`todays_practice`): the break-even price threshold, a curtailment
+  15:00-18:00 Central on days ERCOT's day-ahead load forecast exceeds the month-to-date peak
+  (June-September), and all running mining offered as reserve at the MCPC.
+
+docs/SCENARIOS.md documents the scenario keys (``[coincident_peak]``, ``[reserves]``),
+docs/RESERVES.md and docs/COINCIDENT_PEAK.md the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optimizer.value import FloatArray
+from schemas import ReservePriceEvent
+from streams.backtest.coincident_peak_history import CENTRAL, naive_flags, summer_frame
+from streams.engine.fleet import Fleet
+from streams.errors import GridshiftError
+
+#: When ERCOT publishes the day-ahead market (energy and ancillary services): about 13:30
+#: Central on the day before delivery.
+DAM_PUBLICATION = time(13, 30)
+#: The MCPC columns of the shared files -> the engine's reserve products.
+MCPC_COLUMNS = {
+    "dam_mcpc_regup_usd_per_mw_h": "reg_up",
+    "dam_mcpc_regdn_usd_per_mw_h": "reg_down",
+    "dam_mcpc_rrs_usd_per_mw_h": "rrs",
+    "dam_mcpc_ecrs_usd_per_mw_h": "ecrs",
+    "dam_mcpc_nspin_usd_per_mw_h": "non_spin",
+}
+HOUR = pd.Timedelta(hours=1)
+
+
+def read_mcpc(paths: Sequence[Path]) -> pd.DataFrame:
+    """Hourly MCPC by product: ``start_utc`` (tz-aware) and one column per product present in
+    the files (blank cells, e.g. ECRS before 2023-06-10, stay NaN: no price, no event)."""
+    frames = []
+    for path in paths:
+        try:
+            raw = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise GridshiftError(f"cannot read reserve prices {path}: {exc}") from exc
+        if "interval_start_utc" not in raw.columns:
+            raise GridshiftError(f"{path}: no interval_start_utc column (an MCPC table?)")
+        frame = pd.DataFrame(
+            {"start_utc": pd.to_datetime(raw["interval_start_utc"], utc=True, format="ISO8601")}
+        )
+        for column, product in MCPC_COLUMNS.items():
+            if column in raw.columns:
+                frame[product] = pd.to_numeric(raw[column], errors="coerce").astype(float)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame({"start_utc": pd.Series([], dtype="datetime64[ns, UTC]")})
+    table = pd.concat(frames, ignore_index=True)
+    table = table.drop_duplicates("start_utc", keep="last").sort_values("start_utc")
+    return table.reset_index(drop=True)
+
+
+def published_at(start_utc: pd.Timestamp) -> datetime:
+    """When the day-ahead price of the hour starting at ``start_utc`` became known: 13:30
+    Central on the day before its Central delivery day."""
+    delivery = start_utc.tz_convert(CENTRAL).date()
+    day_before = delivery - timedelta(days=1)
+    return datetime.combine(day_before, DAM_PUBLICATION, tzinfo=CENTRAL).astimezone(
+        start_utc.tzinfo
+    )
+
+
+def reserve_price_schedule(
+    table: pd.DataFrame, region: str, start: datetime, end: datetime
+) -> list[tuple[datetime, ReservePriceEvent]]:
+    """The MCPC hours overlapping [start, end) as events with their publication time, oldest
+    first (a negative or missing price gives no event)."""
+    rows = table[
+        (table["start_utc"] + HOUR > pd.Timestamp(start)) & (table["start_utc"] < pd.Timestamp(end))
+    ]
+    out: list[tuple[datetime, ReservePriceEvent]] = []
+    products = [p for p in MCPC_COLUMNS.values() if p in rows.columns]
+    for _, row in rows.iterrows():
+        begin = row["start_utc"]
+        known = published_at(begin)
+        for product in products:
+            price = float(row[product])
+            if not np.isfinite(price) or price < 0.0:
+                continue
+            out.append(
+                (
+                    known,
+                    ReservePriceEvent(
+                        interval_start=begin.to_pydatetime(),
+                        interval_end=(begin + HOUR).to_pydatetime(),
+                        region=region,
+                        product=product,
+                        price_usd_per_mw_h=min(price, 100_000.0),
+                    ),
+                )
+            )
+    out.sort(key=lambda item: (item[0], item[1].interval_start))
+    return out
+
+
+def mcpc_on_grid(table: pd.DataFrame, starts: Sequence[datetime]) -> dict[str, FloatArray]:
+    """Each product's actual MCPC ($/MW-h) for every backtest interval (0 where unknown: an
+    hour without a clearing price pays nothing)."""
+    grid = pd.DatetimeIndex(starts).tz_convert("UTC").floor("h")
+    indexed = table.set_index("start_utc")
+    out: dict[str, FloatArray] = {}
+    for product in MCPC_COLUMNS.values():
+        if product in indexed.columns:
+            values = indexed[product].reindex(grid).to_numpy(dtype=float)
+            out[product] = np.nan_to_num(values, nan=0.0)
+    return out
+
+
+def reserve_revenue_usd(
+    reserve: dict[str, FloatArray], mcpc: dict[str, FloatArray], hours: FloatArray
+) -> float:
+    """Reserve MW held per product x hours (0 where not scored) x the actual MCPC."""
+    total = 0.0
+    for product, held in reserve.items():
+        price = mcpc.get(product)
+        if price is not None:
+            total += float((held * hours * price[None, :]).sum())
+    return total
+
+
+def naive_peak_hours(data_dir: Path | str | None) -> set[pd.Timestamp]:
+    """The hour starts (UTC) today's practice curtails for 4CP: 15:00-18:00 Central on June-
+    September days when the day-ahead load forecast exceeds the month-to-date actual peak."""
+    frame = summer_frame(data_dir)
+    flags = naive_flags(frame)
+    return {pd.Timestamp(t) for t, f in zip(frame["start_utc"], flags, strict=True) if f > 0}
+
+
+def todays_practice_mining(
+    fleet: Fleet,
+    starts: Sequence[datetime],
+    threshold_mining: FloatArray,
+    peak_hours: set[pd.Timestamp],
+    peak_region: str | None,
+) -> FloatArray:
+    """The threshold rule's mining, off in the naive 4CP hours at sites of ``peak_region``."""
+    curtail = np.array([pd.Timestamp(t).floor("h") in peak_hours for t in starts], dtype=bool)
+    mining = threshold_mining.copy()
+    for i, site in enumerate(fleet.sites):
+        if peak_region is not None and site.carbon_region == peak_region:
+            mining[i, curtail] = 0.0
+    return mining
+
+
+def todays_practice_reserve(fleet: Fleet, mining: FloatArray) -> dict[str, FloatArray]:
+    """All running mining offered as reserve, in the site's first qualified product (up to its
+    reserve limit): the operator cannot know which product will clear higher."""
+    out: dict[str, FloatArray] = {}
+    for i, site in enumerate(fleet.sites):
+        if not site.reserve_products:
+            continue
+        product = site.reserve_products[0]
+        held = out.setdefault(product, np.zeros_like(mining))
+        held[i] = np.minimum(mining[i], site.reserve_max_for(product))
+    return out
+
+
+def demand_at_peaks_mw(
+    starts: Sequence[datetime], grid_import: FloatArray, peaks: Sequence[datetime]
+) -> list[float]:
+    """The fleet's grid import (MW) in the interval holding each realised peak in the window."""
+    if not starts:
+        return []
+    step = starts[1] - starts[0] if len(starts) > 1 else timedelta(minutes=15)
+    out = []
+    for peak in peaks:
+        for k, begin in enumerate(starts):
+            if begin <= peak < begin + step:
+                out.append(float(grid_import[:, k].sum()))
+                break
+    return out
