@@ -20,6 +20,7 @@ import click
 
 from schemas import INPUT_TOPICS, DispatchDecision, json_schemas
 from streams.agent.cli import agent
+from streams.backtest.sweep_cli import sweep
 from streams.errors import GridshiftError
 from streams.kafka.connection import KafkaConnection
 from streams.openadr.cli import openadr_ven
@@ -484,6 +485,7 @@ def asyncapi(out: Path | None) -> None:
 cli.add_command(source)
 cli.add_command(agent)
 cli.add_command(openadr_ven)
+cli.add_command(sweep)
 
 
 def main(argv: list[str] | None = None) -> int:

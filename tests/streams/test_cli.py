@@ -31,6 +31,7 @@ def test_all_commands_are_there() -> None:
         "schemas",
         "source",
         "subscribe",
+        "sweep",
         "worker",
     ]
 
