@@ -31,6 +31,14 @@ from streams.backtest.coincident_peak_history import (
     realised_peak_signals,
 )
 from streams.backtest.coverage import CLIPPED, Series, Window, align, known_at, window
+from streams.backtest.emergencies import (
+    EventImport,
+    GridEmergency,
+    curtail_in_events,
+    imports_during,
+    in_window,
+    read_grid_events,
+)
 from streams.backtest.flexible import (
     demand_at_peaks_mw,
     mcpc_on_grid,
@@ -44,6 +52,7 @@ from streams.backtest.flexible import (
 from streams.backtest.history import plural, utc_values
 from streams.backtest.ledger import DataLedger, build_ledger
 from streams.backtest.plots import LABELS, dispatch_figure, emissions_figure, margin_figure
+from streams.backtest.ppa import read_shape, shaped_ppa_mw
 from streams.backtest.run import (
     Actuals,
     Dispatch,
@@ -76,6 +85,10 @@ class BacktestResult:
     ledger: DataLedger
     window: Window
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Grid emergencies in the window (``[emergencies]``), and per strategy the fleet's import
+    #: during each and the MW reduced against always-on.
+    emergencies: list[GridEmergency] = field(default_factory=list)
+    event_imports: dict[str, list[EventImport]] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -138,6 +151,10 @@ def run_backtest(
         known=known,
         fresh_for=watchdog,
     )
+    if scenario.ppa is not None:
+        ppa = scenario.ppa
+        table = Paths(scenario_dir.absolute(), data_dir).resolve(ppa.file, "ppa.file")
+        act.ppa = shaped_ppa_mw(fleet, starts, read_shape(table, ppa.profile, ppa.basis), ppa.sites)
     if act.warmup >= len(starts):
         raise GridshiftError(
             "no price becomes known within the period: widen it (prices are known "
@@ -190,10 +207,11 @@ def run_backtest(
         seconds["oracle"] = time.perf_counter() - clock
     dispatch["always_on"] = run_always_on(fleet, act)
     dispatch["threshold"] = run_threshold(fleet, act, lag)
-    if cp is not None or rs is not None:
+    if cp is not None or rs is not None or scenario.emergencies is not None:
         dispatch["todays_practice"] = _todays_practice(
             fleet, act, dispatch["threshold"], data_dir, cp.region if cp else None
         )
+    event_imports = _emergency_response(scenario, fleet, act, dispatch, extras.emergencies)
     scores = {name: score(fleet, act, d) for name, d in dispatch.items()}
     _score_extras(scenario, fleet=fleet, act=act, dispatch=dispatch, scores=scores, extras=extras)
     window_start, window_end = pd.Timestamp(period.start), pd.Timestamp(period.end)
@@ -217,7 +235,18 @@ def run_backtest(
         decision_notes=dispatch["gridshift"].notes,
         decisions=len(dispatch["gridshift"].decisions),
     )
-    return BacktestResult(scenario, fleet, act, dispatch, scores, ledger, period, seconds)
+    return BacktestResult(
+        scenario,
+        fleet,
+        act,
+        dispatch,
+        scores,
+        ledger,
+        period,
+        seconds,
+        extras.emergencies,
+        event_imports,
+    )
 
 
 @dataclass
@@ -229,6 +258,7 @@ class _Extras:
     foresight: list[BaseModel]
     peaks: list[datetime]
     mcpc: dict[str, FloatArray]
+    emergencies: list[GridEmergency] = field(default_factory=list)
 
 
 def _extras(
@@ -277,7 +307,16 @@ def _extras(
         live += schedule
         foresight += [event for _, event in schedule]
         mcpc = mcpc_on_grid(prices_table, starts)
-    return _Extras(live, foresight, peaks, mcpc)
+    emergencies: list[GridEmergency] = []
+    em = scenario.emergencies
+    if em is not None:
+        paths = Paths(scenario_dir.absolute(), data_dir)
+        table = paths.resolve(em.file, "emergencies.file")
+        emergencies = in_window(read_grid_events(table, em.region), start, end)
+        # gridshift hears each request when it was issued; the oracle knows it with its day.
+        live += [(e.known, e.signal) for e in emergencies]
+        foresight += [e.signal for e in emergencies]
+    return _Extras(live, foresight, peaks, mcpc, emergencies)
 
 
 def _score_extras(
@@ -304,6 +343,35 @@ def _score_extras(
             s.demand_at_peaks_mw = demand_at_peaks_mw(starts, d.grid_import[payers], peaks)
         if rs is not None:
             s.reserve_revenue_usd = reserve_revenue_usd(d.reserve, mcpc, hours)
+
+
+def _emergency_response(
+    scenario: Scenario,
+    fleet: Fleet,
+    act: Actuals,
+    dispatch: dict[str, Dispatch],
+    emergencies: list[GridEmergency],
+) -> dict[str, list[EventImport]]:
+    """With ``[emergencies]``: today's practice curtails all mining in every request (its
+    reserve offer follows), and per strategy the import during each request."""
+    em = scenario.emergencies
+    if em is None:
+        return {}
+    step = timedelta(minutes=scenario.step_minutes)
+    practice = dispatch["todays_practice"]
+    practice.mining = curtail_in_events(
+        fleet, act.starts, step, practice.mining, events=emergencies, region=em.region
+    )
+    practice.grid_import = _facility_import(fleet, practice.mining, practice.gpu + practice.routed)
+    practice.reserve = todays_practice_reserve(fleet, practice.mining)
+    rows = [i for i, site in enumerate(fleet.sites) if site.carbon_region == em.region]
+    reference = dispatch["always_on"].grid_import
+    return {
+        name: imports_during(
+            act.starts, step, emergencies, d.grid_import, always_on_import=reference, rows=rows
+        )
+        for name, d in dispatch.items()
+    }
 
 
 def _todays_practice(
@@ -441,6 +509,12 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     if sc.coincident_peak is not None or sc.reserves is not None:
         lines += ["", "## Flexible-load value", ""]
         lines += _flexible_lines(result)
+    if sc.ppa is not None:
+        lines += ["", "## Hourly CFE against the shaped PPA", ""]
+        lines += _ppa_lines(result)
+    if sc.emergencies is not None:
+        lines += ["", "## MW off the grid during each emergency", ""]
+        lines += _emergency_lines(result)
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     lines += ["", "## Data treatment", "", *result.ledger.markdown()]
     report = out_dir / "report.md"
@@ -477,6 +551,59 @@ def _flexible_lines(result: BacktestResult) -> list[str]:
         lines += [
             f"- {LABELS[name]}: ${s.reserve_revenue_usd:,.0f}" for name, s in result.scores.items()
         ]
+    return lines
+
+
+def _ppa_lines(result: BacktestResult) -> list[str]:
+    """The shaped PPA and every strategy's hourly CFE score and market-based emissions."""
+    ppa = result.scenario.ppa
+    assert ppa is not None
+    shaped = result.actuals.ppa
+    hours = np.where(result.actuals.scored, result.actuals.hours, 0.0)
+    delivered = float((shaped * hours).sum()) if shaped is not None else 0.0
+    contracted = sum(s.ppa_mw for s in result.fleet.sites) * float(hours.sum())
+    rule = (
+        "the nameplate, shape = generation / max"
+        if ppa.basis == "nameplate"
+        else "the average MW, shape = generation / mean"
+    )
+    lines = [
+        f"PPA shaped as {ppa.profile} (ppa_mw is {rule}), typical-year 2022 profile: "
+        f"{delivered:,.0f} MWh over the scored intervals against {contracted:,.0f} MWh flat. "
+        "Scoring only: the optimizer plans against the flat ppa_mw.",
+        "",
+        "| strategy | hourly CFE score | t CO2 market-based |",
+        "|---|---|---|",
+    ]
+    for name in [n for n in LABELS if n in result.scores]:
+        s = result.scores[name]
+        lines.append(f"| {LABELS[name]} | {s.cfe_score:.1%} | {_fmt(s.emissions_market_t)} |")
+    return lines
+
+
+def _emergency_lines(result: BacktestResult) -> list[str]:
+    """Per grid request in the window and strategy: the fleet's average import over the
+    request's intervals and the MW reduced against mining always on."""
+    if not result.emergencies:
+        return ["No conservation request or emergency in the window."]
+    names = [n for n in LABELS if n in result.event_imports]
+    lines = [
+        "Fleet grid import, average MW over the intervals each request overlaps (MW reduced "
+        "against mining always on). Requests reach gridshift when issued (else at their "
+        "start), the oracle with their day; today's practice curtails all mining in each.",
+        "",
+        "| request | " + " | ".join(LABELS[n] for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    by_label = {n: {e.label: e for e in result.event_imports[n]} for n in names}
+    for event in result.emergencies:
+        cells = []
+        for n in names:
+            found = by_label[n].get(event.label)
+            cells.append(
+                "-" if found is None else f"{found.import_mw:,.1f} ({found.reduced_mw:,.1f})"
+            )
+        lines.append(f"| {event.label} | " + " | ".join(cells) + " |")
     return lines
 
 

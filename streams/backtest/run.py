@@ -68,6 +68,9 @@ class Actuals:
     warmup: int = 0  # leading intervals before every site's first price is known
     #: Intervals after a long gap, priced again but before a new price is known (not scored).
     relearning: int = 0
+    #: Contracted PPA MW per site and interval (a shaped PPA, ``[ppa]``); None: each site's
+    #: flat ``ppa_mw``.
+    ppa: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +483,7 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
     hours = np.where(act.scored, act.hours, 0.0)
     gpu_value = np.array([[s.gpu_value_usd_per_mwh] for s in sites])
     floor = np.array([[s.gpu_floor_mw] for s in sites])
-    ppa = np.array([[s.ppa_mw] for s in sites])
+    ppa = act.ppa if act.ppa is not None else np.array([[s.ppa_mw] for s in sites])
     pue = np.array([[s.pue] for s in sites])
     imp = dispatch.grid_import
     energy = energy_cost_usd(imp, hours, act.price)

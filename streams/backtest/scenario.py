@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import pandas as pd
 from pydantic import (
@@ -155,6 +155,28 @@ class ReserveSource(_Strict):
     region: str = Field(default="ERCOT", description="The sites' carbon_region they price.")
 
 
+class EmergencySource(_Strict):
+    """Grid emergencies and conservation requests replayed as grid signals
+    (:mod:`streams.backtest.emergencies`)."""
+
+    file: str = Field(description="The grid-event table (date_local, type, window_local_cpt...).")
+    region: str = Field(default="ERCOT", description="The sites' carbon_region they apply to.")
+
+
+class PpaProfileSource(_Strict):
+    """A shaped PPA for scoring (:mod:`streams.backtest.ppa`): each named site's ``ppa_mw``
+    follows the hourly wind and/or solar shape of a generation table."""
+
+    file: str = Field(description="Generation by fuel: datetime_utc, wind_mw, solar_mw.")
+    profile: Literal["wind", "solar", "wind+solar"]
+    basis: Literal["nameplate", "average"] = Field(
+        default="nameplate",
+        description="ppa_mw is the nameplate (shape = generation / max) or the average MW "
+        "(shape = generation / mean).",
+    )
+    sites: tuple[str, ...] = Field(default=(), description="Sites shaped; empty: every site.")
+
+
 class SiteGroup(_Strict):
     """``count`` sites from one template (ids ``{prefix}-001`` ...)."""
 
@@ -185,6 +207,8 @@ class Scenario(_Strict):
     hashprice: HashpriceSource | None = None
     coincident_peak: CoincidentPeakSource | None = None
     reserves: ReserveSource | None = None
+    emergencies: EmergencySource | None = None
+    ppa: PpaProfileSource | None = None
     markets: tuple[MarketSource, ...] = Field(min_length=1)
     sites: tuple[SiteConfig, ...] = ()
     site_groups: tuple[SiteGroup, ...] = ()
@@ -200,6 +224,13 @@ class Scenario(_Strict):
             raise ValueError(f"markets: node {', '.join(repeated)} appears more than once")
         if not self.sites and not self.site_groups:
             raise ValueError("no sites: add [[sites]] or [[site_groups]]")
+        if self.ppa is not None and self.ppa.sites:
+            ids = {s.site_id for s in self.sites} | {
+                str(s["site_id"]) for g in self.site_groups for s in g.expand()
+            }
+            unknown = sorted(set(self.ppa.sites) - ids)
+            if unknown:
+                raise ValueError(f"ppa.sites: no site {', '.join(unknown)}")
         return self
 
     def fleet(self) -> Fleet:
