@@ -29,6 +29,7 @@ from streams.backtest.history import (
     data_file,
     ercot_mapping_path,
     load_mapping,
+    plural,
     read_history,
 )
 from streams.backtest.synthetic import SYNTHETIC_LABEL, synthetic_week
@@ -106,7 +107,7 @@ async def run_demo(
     """Replay ``days`` from ``week_start`` through broker and worker; return what was decided."""
     rows, label = load_week(data_dir, week_start, days)
     echo(
-        f"gridshift demo: {label}; {len(fleet.sites)} sites: "
+        f"gridshift demo: {label}; {plural(len(fleet.sites), 'site')}: "
         + ", ".join(s.site_id for s in fleet.sites)
     )
     # A fresh topic namespace per run, so a shared broker never mixes two demos.

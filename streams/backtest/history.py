@@ -510,7 +510,7 @@ def check_hashprice(
     raise GridshiftError(
         f"{source}: hashprice {_number(value)} $/TH/day at "
         f"{first['interval_start_utc']:%Y-%m-%d %H:%M}Z is outside the plausible "
-        f"{low}..{high} $/TH/day ({int(bad.sum()):,} rows){cause}"
+        f"{low}..{high} $/TH/day ({plural(int(bad.sum()), 'row')}){cause}"
     )
 
 

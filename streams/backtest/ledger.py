@@ -154,6 +154,12 @@ def build_ledger(
             f"{'is' if act.relearning == 1 else 'are'} run but not scored until a new price is "
             "known, as in the warm-up"
         )
+    if act.restoring:
+        lines.append(
+            f"{plural(act.restoring, 'interval')} after a gap, while gridshift's mining came back "
+            "in the live fail-safe's staggered steps (the baselines restart at once), "
+            f"{'is' if act.restoring == 1 else 'are'} run but not scored for any strategy"
+        )
     for a in carbon.values():
         lines += _carbon(a, fleet, hold)
     if hashprice.series.constant:

@@ -194,6 +194,7 @@ def run_backtest(
             extra=extras.live,
         )
         seconds["gridshift"] = time.perf_counter() - clock
+        _leave_out_restores(act, dispatch["gridshift"])
         clock = time.perf_counter()
         dispatch["oracle"] = run_oracle(
             fleet,
@@ -611,3 +612,14 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _leave_out_restores(act: Actuals, gridshift: Dispatch) -> None:
+    """After a gap, the live fail-safe brings mining back in staggered steps while the baselines
+    restart at once: a data artefact, not a decision. Those intervals are not scored for any
+    strategy, like the gap itself (counted in the data treatment)."""
+    if gridshift.failsafe is None:
+        return
+    restoring = gridshift.failsafe & act.scored
+    act.restoring = int(restoring.sum())
+    act.scored = act.scored & ~restoring

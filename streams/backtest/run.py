@@ -68,6 +68,10 @@ class Actuals:
     warmup: int = 0  # leading intervals before every site's first price is known
     #: Intervals after a long gap, priced again but before a new price is known (not scored).
     relearning: int = 0
+    #: Scored intervals left out because gridshift's mining was still coming back in the live
+    #: fail-safe's staggered steps after a gap (the baselines restart at once): not a decision
+    #: gridshift chose, so no strategy is scored there.
+    restoring: int = 0
     #: Contracted PPA MW per site and interval (a shaped PPA, ``[ppa]``); None: each site's
     #: flat ``ppa_mw``.
     ppa: FloatArray | None = None
@@ -98,6 +102,8 @@ class Dispatch:
     notes: Counter[str] = field(default_factory=Counter)
     #: Reserve held ready to curtail, MW per product (sites x intervals), where sold.
     reserve: dict[str, FloatArray] = field(default_factory=dict)
+    #: Intervals decided while a fail-safe was in force or mining was coming back from one.
+    failsafe: BoolArray | None = None
 
     def hold_reserve(self, product: str, i: int, k: int | slice, mw: float | FloatArray) -> None:
         held = self.reserve.setdefault(product, np.zeros_like(self.mining))
@@ -377,11 +383,14 @@ def run_gridshift(
     feed = _feed(history, lag, extra)
     upcoming = next(feed, None)
     triggers = {s.site_id: "price" for s in fleet.sites}
+    out.failsafe = np.zeros(k_total, dtype=bool)
     for k, now in enumerate(starts):
         while upcoming is not None and upcoming[0] <= now:
             state.apply(upcoming[1])  # type: ignore[arg-type]
             upcoming = next(feed, None)
+        out.failsafe[k] = bool(decider.restoring)  # mining capped while coming back
         for decision in decider.decide(state, triggers, now=now):  # type: ignore[arg-type]
+            out.failsafe[k] |= decision.fallback == "fail_safe"
             i = index[decision.site_id]
             out.mining[i, k] = decision.mining_mw
             out.gpu[i, k] = decision.gpu_mw + decision.batch_mw

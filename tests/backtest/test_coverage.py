@@ -220,3 +220,18 @@ def test_the_warm_up_lasts_until_a_first_price_is_known(
     assert result.actuals.warmup == warmup
     assert not result.actuals.scored[:warmup].any()
     assert result.actuals.scored[warmup:].all()
+
+
+def test_the_staggered_restore_after_a_gap_is_not_scored_as_gridshift_losing(
+    tmp_path: Path,
+) -> None:
+    """After a gap the live fail-safe brings mining back in steps while the baselines restart at
+    once: with prices far below break-even nobody should ever curtail, so gridshift must not show
+    a loss against the threshold rule, and the data treatment says which intervals were left
+    out."""
+    own_table(tmp_path, days=2, drop=range(60, 90))  # 7 h 30 min missing, beyond the hold rule
+    result = backtest(own_scenario(tmp_path, end="2024-08-20T05:00:00Z"))
+    scores = result.scores
+    assert result.actuals.restoring > 0
+    assert scores["gridshift"].net_margin_usd == pytest.approx(scores["threshold"].net_margin_usd)
+    assert any("staggered steps" in line for line in result.ledger.lines)
