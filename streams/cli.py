@@ -64,6 +64,18 @@ def _settings(ctx: click.Context, **overrides: object) -> Settings:
     return load_settings(log_level=ctx.obj.get("log_level"), **overrides)
 
 
+#: What --start/--end accept: a date, a UTC time, or a time with its offset (as scenario files
+#: write them: 2024-11-04T04:00Z, 2024-11-03T01:00-05:00).
+WINDOW_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M%z"]
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """A window bound in UTC: naive values are UTC, offsets are honoured."""
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def _require_backtest_extra(command: str) -> None:
     """History commands need the ``backtest`` extra (pandas, pyarrow, matplotlib): one line
     saying how to install it instead of an ImportError traceback."""
@@ -312,12 +324,12 @@ def demo(
 )
 @click.option(
     "--start",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    type=click.DateTime(WINDOW_FORMATS),
     help="First interval (UTC); default: the scenario's.",
 )
 @click.option(
     "--end",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]),
+    type=click.DateTime(WINDOW_FORMATS),
     help="End (UTC, exclusive); default: the scenario's.",
 )
 @click.option(
@@ -365,8 +377,8 @@ def backtest(
         loaded,
         settings.data_dir,
         path.parent,
-        start=start.replace(tzinfo=UTC) if start else None,
-        end=end.replace(tzinfo=UTC) if end else None,
+        start=_utc(start),
+        end=_utc(end),
         clip_to_data=clip_to_data,
     )
     if result.ledger.clipped:

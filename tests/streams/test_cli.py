@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from streams.cli import cli, main
@@ -183,3 +185,14 @@ def test_the_demo_draws_no_progress_bar_when_stderr_is_not_a_terminal(
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert progress_bar(10).disable
+
+
+def test_window_bounds_take_a_utc_time_or_an_offset_as_scenario_files_write_them() -> None:
+    from streams.cli import WINDOW_FORMATS, _utc  # noqa: PLC0415
+
+    parse = click.DateTime(WINDOW_FORMATS).convert
+    assert _utc(parse("2024-11-04T04:00Z", None, None)) == datetime(2024, 11, 4, 4, tzinfo=UTC)
+    assert _utc(parse("2024-11-04T00:00-05:00", None, None)) == datetime(
+        2024, 11, 4, 5, tzinfo=UTC
+    )
+    assert _utc(parse("2024-11-04", None, None)) == datetime(2024, 11, 4, tzinfo=UTC)
