@@ -2,12 +2,15 @@
 codec that wraps it is ``streams/worker/_codec.py``).
 
 Decoding never raises for bad input: it returns a :class:`Rejection` with the reason, so the
-caller can dead-letter the exact bytes and carry on.
+caller can dead-letter the exact bytes and carry on. A dead letter always fits in one produce
+request, whatever it rejects: an input's bytes beyond a limit are cut, and its size and SHA-256
+are kept, so a reject can never be the record that fails to send.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -17,6 +20,18 @@ from pydantic import BaseModel, ValidationError
 from schemas import DeadLetter, RejectReason
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+#: Bytes of a rejected input a dead letter keeps unless told otherwise
+#: (``Settings.dead_letter_payload_bytes``).
+DEAD_LETTER_PAYLOAD_BYTES = 65_536
+#: Bytes of an input's key a dead letter keeps (as its own key and in ``original_key_b64``).
+DEAD_LETTER_KEY_BYTES = 4_096
+#: Characters of the validation error a dead letter keeps.
+DEAD_LETTER_ERROR_CHARS = 2_048
+#: Room in a produce request for everything of a dead letter but its payload: the key twice (raw
+#: and base64, ~9.6 KB), the error (JSON escaping can make a character six bytes, ~12.3 KB), the
+#: topic name, times and record framing, with margin.
+DEAD_LETTER_ENVELOPE_BYTES = 32_768
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +72,19 @@ def _summarise(exc: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def dead_letter_payload_limit(max_request_bytes: int, wanted: int) -> int:
+    """The input bytes a dead letter may keep so that it fits in one produce request of
+    ``max_request_bytes`` (base64 makes them 4/3 as large), at most ``wanted``."""
+    room = (max_request_bytes - DEAD_LETTER_ENVELOPE_BYTES) * 3 // 4
+    return max(0, min(wanted, room))
+
+
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The Kafka key a dead letter is sent under: the input's, cut to
+    :data:`DEAD_LETTER_KEY_BYTES` (a key may be as large as the input itself)."""
+    return key if key is None else key[:DEAD_LETTER_KEY_BYTES]
+
+
 def dead_letter(
     *,
     topic: str,
@@ -65,15 +93,29 @@ def dead_letter(
     key: bytes | None,
     value: bytes | None,
     rejection: Rejection,
+    max_payload_bytes: int = DEAD_LETTER_PAYLOAD_BYTES,
 ) -> DeadLetter:
-    """The dead-letter record of one rejected input (exact bytes kept as base64)."""
+    """The dead-letter record of one rejected input: its first ``max_payload_bytes`` bytes as
+    base64 (all of them when it is that small), with the size and SHA-256 of the whole input."""
+    raw = value or b""
+    kept = raw[:max_payload_bytes]
+    error = rejection.error
+    if len(error) > DEAD_LETTER_ERROR_CHARS:
+        error = error[:DEAD_LETTER_ERROR_CHARS] + f"... ({len(rejection.error)} characters)"
+    kept_key = dead_letter_key(key)
+    if key is not None and kept_key != key:
+        digest = hashlib.sha256(key).hexdigest()
+        error += f"; key of {len(key)} bytes cut to {DEAD_LETTER_KEY_BYTES} (sha256 {digest})"
     return DeadLetter(
         original_topic=topic,
         original_partition=partition,
         original_offset=offset,
-        original_key_b64=base64.b64encode(key).decode() if key is not None else None,
-        raw_value_b64=base64.b64encode(value or b"").decode(),
+        original_key_b64=base64.b64encode(kept_key).decode() if kept_key is not None else None,
+        raw_value_b64=base64.b64encode(kept).decode(),
+        raw_value_size_bytes=len(raw),
+        raw_value_sha256=hashlib.sha256(raw).hexdigest(),
+        raw_value_truncated=len(kept) < len(raw),
         reason=rejection.reason,
-        error=rejection.error,
+        error=error,
         rejected_at=datetime.now(UTC),
     )

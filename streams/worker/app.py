@@ -1,10 +1,17 @@
 """The gridshift faust app: topics declared once from the contract, the ingest agents
-(``streams/worker/agents.py``) and the re-planner task, built into one :class:`Worker`."""
+(``streams/worker/agents.py``) and the re-planner task, built into one :class:`Worker`.
+
+Every topic the worker reads or writes is listed once (:func:`required_topics`): the service
+creates them before it starts, and the broker watch built here keeps checking them and gates
+every delivery (decisions, dead letters, routed copies) on them. The parts report their trouble
+to one :class:`~streams.worker.health.Faults`, which /health reads.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, INPUT_TOPICS, DeadLetter, DispatchDecision
@@ -12,12 +19,13 @@ from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
 from streams.kafka.connection import KafkaConnection
-from streams.kafka.watch import BrokerWatch
+from streams.kafka.watch import BrokerWatch, api_versions_probe
 from streams.settings import Settings
 from streams.worker._codec import PydanticCodec
 from streams.worker._transport import App, faust_credentials
-from streams.worker.acks import AckLedger
+from streams.worker.acks import AckLedger, deliver
 from streams.worker.agents import Agents
+from streams.worker.health import Faults, WorkerHealth, describe
 from streams.worker.http import DecisionHub
 from streams.worker.metrics import Metrics
 from streams.worker.ownership import Ownership
@@ -27,6 +35,9 @@ from streams.worker.routing import ROUTED_TOPIC
 from streams.worker.telemetry import TELEMETRY, TelemetryLane, lane_group
 
 log = logging.getLogger(__name__)
+
+
+REPLANNER = "re-planner"
 
 
 @dataclass
@@ -40,8 +51,20 @@ class Worker:
     hub: DecisionHub
     ownership: Ownership
     lane: TelemetryLane
+    watch: BrokerWatch
+    agents: Agents
+    faults: Faults
     http_port: int | None = None
-    watch: BrokerWatch | None = None
+    #: Background tasks that run as long as the worker (telemetry lane, broker watch), by name.
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    health: WorkerHealth | None = None
+
+
+def required_topics(settings: Settings) -> dict[str, int]:
+    """Every topic the worker reads or writes, with its partition count: the inputs (telemetry
+    included), the routed copies, decisions and dead letters."""
+    names = (*INPUT_TOPICS, ROUTED_TOPIC, DECISION_TOPIC, DEADLETTER_TOPIC)
+    return {settings.topic(name): settings.topic_partitions for name in names}
 
 
 def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) -> Worker:
@@ -57,6 +80,8 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         consumer_auto_offset_reset="earliest",
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_max_batch_size=settings.producer_batch_bytes,
+        # Dead letters are cut to fit this (streams/engine/codec.py); inputs may be larger.
+        producer_max_request_size=settings.producer_max_request_bytes,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
@@ -78,13 +103,27 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         value_serializer=PydanticCodec(DeadLetter),
         partitions=settings.topic_partitions,
     )
-    state = FleetState(fleet)
+    state = FleetState.live(
+        fleet,
+        max_clock_skew_s=settings.max_clock_skew_s,
+        max_lookahead_s=settings.max_lookahead_s,
+        stale_telemetry_after_s=settings.stale_telemetry_after_s,
+    )
     metrics = Metrics()
     hub = DecisionHub()
+    faults = Faults(on_failure=metrics.failed)
+    watch = BrokerWatch(
+        connection,
+        api_versions_probe(*connection.first_broker()),
+        required_topics(settings),
+        topic_check_interval_s=settings.topic_check_interval_s,
+        on_change=metrics.broker_reachable,
+    )
 
     async def publish(decision: DispatchDecision) -> None:
-        delivery = await decisions.send(key=decision.site_id.encode(), value=decision)
-        await delivery  # the planner acks the inputs behind it only after delivery
+        # Delivered = acknowledged to a topic that exists; the planner acks the inputs behind
+        # it only after that, and only then is it counted and shown.
+        await deliver(watch, decisions, key=decision.site_id.encode(), value=decision)
         hub.publish(decision)
         metrics.decisions_out.labels(decision.fallback).inc()
 
@@ -110,6 +149,7 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         telemetry_debounce_s=settings.telemetry_debounce_ms / 1000.0,
         ledger=ledger,
         on_solve=metrics.solve_seconds.observe,
+        faults=faults,
     )
 
     agents = Agents(
@@ -125,6 +165,8 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
             value_serializer="raw",
             partitions=settings.topic_partitions,
         ),
+        gate=watch,
+        faults=faults,
     )
     telemetry_topic = settings.topic(TELEMETRY)
 
@@ -143,6 +185,7 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         max_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         partition_fetch_bytes=settings.telemetry_fetch_partition_bytes,
+        faults=faults,
     )
     for name in INPUT_TOPICS:
         if name == TELEMETRY:
@@ -167,7 +210,13 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
     app.on_partitions_assigned.connect(ownership.on_assigned)
 
     async def replan() -> None:
-        await planner.run()
+        try:
+            await planner.run()
+        except Exception as exc:
+            # planner.run survives failed rounds; anything that still ends it must be seen.
+            faults.crash(REPLANNER, exc)
+            log.exception("re-planner died: no more decisions", extra={"error": describe(exc)})
+            raise
 
     app.task(replan)
 
@@ -179,4 +228,7 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         hub=hub,
         ownership=ownership,
         lane=lane,
+        watch=watch,
+        agents=agents,
+        faults=faults,
     )

@@ -11,8 +11,13 @@ takes every dirty site with it (the fleet is solved jointly anyway). A site whos
 change since its last decision is not re-decided (same input version).
 
 A round that fails (its decisions could not be delivered, say the broker was away longer than
-the producer waits) is not dropped: its sites are marked dirty again, its inputs go back to the
-ledger unacked, and the round is retried after a capped exponential back-off.
+the producer waits, or a topic was missing) is not dropped: its sites are marked dirty again, its
+inputs go back to the ledger unacked, and the round is retried after a capped exponential
+back-off; the failure is logged and shown by /health until a round succeeds.
+
+A site that cannot be decided yet (no real-time price for its node, no hashprice) is not silent
+either: the re-planner logs what its sites wait for whenever that changes, and remembers since
+when inputs have gone unanswered, for /health.
 """
 
 from __future__ import annotations
@@ -24,15 +29,24 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from aiokafka.errors import KafkaError
+from faust.exceptions import FaustError
+
 from schemas import DispatchDecision, Trigger
 from streams.engine.decider import Decider
 from streams.engine.state import FleetState
+from streams.kafka.watch import DeliveryUncertainError
 from streams.worker import _heap as heap
 from streams.worker.acks import AckLedger
+from streams.worker.health import Faults, by_reason, describe, waiting_sites
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[DispatchDecision], Awaitable[None]]
+#: The part a failing round is reported as (/health, ``gridshift_failures_total``).
+ROUNDS = "decision rounds"
+#: Failures that are the broker's or a topic's, not a bug: logged without a traceback.
+_DELIVERY_ERRORS = (DeliveryUncertainError, KafkaError, FaustError, TimeoutError, OSError)
 
 
 class Replanner:
@@ -50,7 +64,9 @@ class Replanner:
         on_solve: Callable[[float], object] | None = None,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
+        faults: Faults | None = None,
     ) -> None:
+        self.faults = faults or Faults()
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.rounds_failed = 0
@@ -68,6 +84,11 @@ class Replanner:
         self._dirty: dict[str, Trigger] = {}
         # The sites this worker decides (its partitions); None until the group assigns them.
         self.owned: frozenset[str] | None = None
+        #: Monotonic time of the oldest input that marked a site dirty and was not answered by
+        #: a round in which every site could be decided (None: nothing waits).
+        self.unanswered_since: float | None = None
+        self._marked_in_round: float | None = None  # first mark since the round started
+        self._waiting_said: dict[str, list[str]] = {}
         self._wake = asyncio.Event()
         self._due: float | None = None  # monotonic time the next round starts; None = no round
         # One solver thread: cvxpy problems are not shared across threads, and the event loop
@@ -79,6 +100,30 @@ class Replanner:
         self.owned = site_ids
         self.decider.set_scope(site_ids, self.state.sites)
         self._dirty = {s: t for s, t in self._dirty.items() if s in site_ids}
+        self.note_waiting()
+
+    def note_waiting(self) -> dict[str, list[str]]:
+        """What the sites decided here wait for (``{reason: [sites]}``); logged when it
+        changes, so a worker that cannot decide says why instead of staying silent."""
+        scope = self.owned if self.owned is not None else self.state.sites.keys()
+        waiting = by_reason(waiting_sites(self.state, scope))
+        if waiting != self._waiting_said:
+            if waiting:
+                log.info(
+                    "waiting for inputs before deciding",
+                    extra={
+                        "waiting_for": {reason: len(sites) for reason, sites in waiting.items()},
+                        "sites": sorted({s for sites in waiting.values() for s in sites})[:20],
+                    },
+                )
+            else:
+                log.info("every site has the inputs it needs to be decided")
+            self._waiting_said = waiting
+        return waiting
+
+    def ledger_outstanding(self) -> int:
+        """Inputs waiting for a round to deliver what they caused."""
+        return self.ledger.outstanding() if self.ledger else 0
 
     def mark_dirty(self, site_ids: frozenset[str], trigger: Trigger) -> None:
         if self.owned is not None:
@@ -87,6 +132,11 @@ class Replanner:
             self._dirty[site_id] = trigger  # the latest input is what the decision answers
         if not site_ids:
             return
+        now = time.monotonic()
+        if self.unanswered_since is None:
+            self.unanswered_since = now
+        if self._marked_in_round is None:
+            self._marked_in_round = now
         window = self.telemetry_debounce_s if trigger == "telemetry" else self.debounce_s
         due = time.monotonic() + window
         if self._due is None or due < self._due:
@@ -103,21 +153,25 @@ class Replanner:
                 await self._debounce()
                 batch, self._dirty = self._dirty, {}
                 answered = self.ledger.take() if self.ledger else []
+                self._marked_in_round = None
                 try:
-                    await self._replan(batch)
-                except Exception:
+                    unready = await self._replan(batch)
+                except Exception as exc:
                     # Keep serving. The inputs stay unacked (a restart reads them again) and the
                     # round is retried here; a decision delivered twice keeps its id.
                     self.rounds_failed += 1
-                    log.exception(
-                        "decision round failed; inputs stay uncommitted",
-                        extra={"sites": len(batch), "retry_in_s": round(delay, 1)},
-                    )
+                    self.faults.fail(ROUNDS, exc)
+                    _round_failed(exc, len(batch), delay)
                     self._requeue(batch, answered)
                     await asyncio.sleep(delay)  # back-off before the retry, not synchronisation
                     delay = min(delay * 2, self.retry_max_s)
                     continue
                 delay = self.retry_initial_s
+                self.faults.ok(ROUNDS)
+                if not unready:
+                    # Answered, except what came in while the round ran.
+                    self.unanswered_since = self._marked_in_round
+                self.note_waiting()
                 if self.ledger:
                     await self.ledger.release(answered)
                 if len(self.decider.models) != models_settled:
@@ -150,7 +204,8 @@ class Replanner:
             self.ledger.restore(answered)
         self._wake.set()
 
-    async def _replan(self, batch: dict[str, Trigger]) -> None:
+    async def _replan(self, batch: dict[str, Trigger]) -> set[str]:
+        """One round; returns the sites of ``batch`` that could not be decided (not ready)."""
         decider = self.decider
         rnd = decider.prepare(self.state, batch)
         loop = asyncio.get_running_loop()
@@ -180,3 +235,14 @@ class Replanner:
         await asyncio.gather(*(self._deliver(decision) for decision in decisions))
         if rnd.views:
             self.state.prune(min(view.now for view in rnd.views.values()))
+        # Not decided and not ready (a stale site that already has its fail-safe is answered).
+        return set(waiting_sites(self.state, (s for s in batch if s not in rnd.views)))
+
+
+def _round_failed(exc: Exception, sites: int, retry_in_s: float) -> None:
+    extra = {"sites": sites, "retry_in_s": round(retry_in_s, 1), "error": describe(exc)}
+    message = "decision round failed; inputs stay uncommitted"
+    if isinstance(exc, _DELIVERY_ERRORS):
+        log.error(message, extra=extra)  # the broker's trouble, not a bug: no traceback
+    else:
+        log.error(message, extra=extra, exc_info=exc)

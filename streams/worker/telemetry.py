@@ -10,7 +10,11 @@ function as every other input, and marks each touched site dirty once per batch.
 Delivery guarantees stay those of the agents: offsets are committed (under the consumer group
 ``<app id>.telemetry``, which never joins; faust's group owns the assignment) only after the
 decisions they caused were delivered, through the same :class:`~streams.worker.acks.AckLedger`;
-rejects go to the dead-letter topic first.
+rejects go to the dead-letter topic first (``reject`` returns once delivered, and never raises).
+
+No batch stops the lane: whatever a batch raises is logged loudly and reported to /health, the
+owned partitions are read again from their committed offsets after a capped back-off, and the
+lane carries on; the next batch that goes through clears the report.
 """
 
 from __future__ import annotations
@@ -29,11 +33,17 @@ from streams.engine.ingest import ingest
 from streams.engine.state import FleetState
 from streams.kafka.connection import KafkaConnection
 from streams.worker.acks import AckLedger
+from streams.worker.health import Faults, describe
 from streams.worker.replanner import Replanner
 
 log = logging.getLogger(__name__)
 
 TELEMETRY = "site.telemetry.v1"
+#: Parts reported to /health.
+LANE = "telemetry lane"
+COMMITS = "telemetry offset commits"
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
 Reject = Callable[[str, Any, Rejection], Awaitable[None]]
 Count = Callable[[int, int], None]  # (consumed, applied) per partition batch
 
@@ -59,7 +69,9 @@ class TelemetryLane:
     fetch_max_wait_ms: int = 10
     partition_fetch_bytes: int = 4 * 1024 * 1024
     max_records: int = 10_000
+    faults: Faults = field(default_factory=Faults)
     consumed: int = 0
+    failures: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _held: frozenset[int] = frozenset()
     _next: dict[TopicPartition, int] = field(default_factory=dict)
@@ -101,19 +113,47 @@ class TelemetryLane:
         self._assigned.set()
 
     async def run(self) -> None:
-        """Consume forever (cancel to stop)."""
+        """Consume forever (cancel to stop); no batch, however bad, ends this."""
         consumer = self._require()
+        delay = RETRY_INITIAL_S
         while True:
             await self._assigned.wait()
             try:
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
-            except KafkaError as exc:
-                # Never let telemetry stop silently: say so and keep trying.
-                log.warning("telemetry fetch failed, retrying in 1 s", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)  # back-off before the next fetch, not synchronisation
+                if batch:
+                    await self._fold(batch)
+            except Exception as exc:
+                # Never let telemetry stop, or stop silently: say so, read the uncommitted
+                # records again, and keep going.
+                self.failures += 1
+                self.faults.fail(LANE, exc)
+                extra = {"error": describe(exc), "retry_in_s": delay}
+                if isinstance(exc, KafkaError):
+                    log.warning("telemetry fetch failed; retrying", extra=extra)
+                else:
+                    log.exception(
+                        "telemetry batch failed; reading again from the committed offsets",
+                        extra=extra,
+                    )
+                    self._rewind()
+                await asyncio.sleep(delay)  # back-off before the retry, not synchronisation
+                delay = min(delay * 2, RETRY_MAX_S)
                 continue
-            if batch:
-                await self._fold(batch)
+            if delay != RETRY_INITIAL_S or self.faults.failing:
+                self.faults.ok(LANE)
+                delay = RETRY_INITIAL_S
+
+    def _rewind(self) -> None:
+        """Read the owned partitions again from their committed offsets: what a failed batch
+        had folded is folded again (telemetry is idempotent in the state), nothing is skipped."""
+        consumer = self._require()
+        for partition in self._held:
+            tp = TopicPartition(self.topic, partition)
+            # Nothing committed yet: from the start (an offset gone to retention resets to the
+            # earliest, auto_offset_reset).
+            committed = max(self._committed.get(tp, -1), 0)
+            consumer.seek(tp, committed)
+            self._next[tp] = committed
 
     async def _fold(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         dirty: set[str] = set()
@@ -123,7 +163,10 @@ class TelemetryLane:
                 continue  # revoked while the fetch was in flight: the new owner reads it
             applied = 0
             for message in messages:
-                outcome = ingest(self.state, TELEMETRY, message.value, self.max_bytes)
+                try:
+                    outcome = ingest(self.state, TELEMETRY, message.value, self.max_bytes)
+                except Exception as exc:
+                    outcome = self._poisoned(message, exc)
                 if isinstance(outcome, Rejection):
                     await self.reject(self.topic, message, outcome)
                 else:
@@ -139,6 +182,17 @@ class TelemetryLane:
             self.planner.mark_dirty(frozenset(dirty), "telemetry")
         else:
             await self.ack(offsets)  # only rejects: nothing to decide
+
+    def _poisoned(self, message: Any, exc: Exception) -> Rejection:
+        """A record the worker failed on (a bug, not bad input): dead-lettered with the error,
+        so it can never hold the lane, and reported as a crash (sticky)."""
+        self.faults.crash(LANE, exc, note=f"{self.topic} offset {message.offset} dead-lettered")
+        log.error(
+            "the worker failed on a telemetry record: dead-lettered and skipped (a bug: report it)",
+            extra={"topic": self.topic, "offset": message.offset},
+            exc_info=exc,
+        )
+        return Rejection("schema_violation", f"not processed: the worker failed on it: {exc!r}")
 
     def lag(self) -> int:
         """Telemetry events on the owned partitions not read yet (from the last fetch's view)."""
@@ -166,8 +220,12 @@ class TelemetryLane:
         try:
             await self._require().commit(mine)
         except KafkaError as exc:
-            # Not fatal: the offsets stay uncommitted and are read again after a restart.
-            log.warning("telemetry offset commit failed", extra={"error": str(exc)})
+            # Not fatal: the offsets stay uncommitted and are read again after a restart (a later
+            # commit covers them).
+            self.faults.fail(COMMITS, exc)
+            log.warning("telemetry offset commit failed", extra={"error": describe(exc)})
+        else:
+            self.faults.ok(COMMITS)
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:

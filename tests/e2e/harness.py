@@ -1,15 +1,21 @@
 """Helpers for end-to-end tests on the embedded broker: a worker in this event loop, and
-bounded waits for decisions and dead letters (no sleeps: every wait has a deadline)."""
+bounded waits for decisions and dead letters (no sleeps: every wait has a deadline); plus what
+an outside client sees: topics listed, offsets committed and records read by confluent-kafka
+(librdkafka), and /health and /metrics over plain HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from schemas import DispatchDecision
 from streams.engine.fleet import Fleet
@@ -94,3 +100,140 @@ async def read_records(
     finally:
         await consumer.stop()
     return records
+
+
+# ---------------------------------------------------------------------- an outside client
+POLL_S = 0.2  # how often an outside client looks again (every wait below has a deadline)
+
+
+def listed_topics(bootstrap: str) -> dict[str, int]:
+    """Every topic the broker lists, with its partition count (confluent-kafka admin)."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+async def wait_listed(bootstrap: str, topics: Iterable[str], timeout_s: float = WAIT_S) -> None:
+    """Wait until the broker lists every one of ``topics``."""
+    wanted = set(topics)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not wanted <= set(await asyncio.to_thread(listed_topics, bootstrap)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"topics not listed within {timeout_s}s: {sorted(wanted)}")
+        await asyncio.sleep(POLL_S)  # polling the broker's listing under a deadline
+
+
+async def produce(
+    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]], **config: Any
+) -> None:
+    """Produce ``(topic, key, value)`` records with confluent-kafka and wait for every ack."""
+    producer = Producer({"bootstrap.servers": bootstrap, **config})
+    for topic, key, value in records:
+        producer.produce(topic, key=key, value=value)
+    assert await asyncio.to_thread(producer.flush, 30) == 0, "not every record acknowledged"
+
+
+def as_json(model: Any) -> bytes:
+    return json.dumps(model.model_dump(mode="json")).encode()
+
+
+async def find_record(
+    bootstrap: str,
+    topic: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    partitions: int = 4,
+    timeout_s: float = WAIT_S,
+) -> dict[str, Any]:
+    """The first JSON record of ``topic`` (read from the beginning of every partition by a
+    plain confluent-kafka consumer, no group join) that matches ``predicate``."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"{topic}.reader", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    seen = 0
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            message = await asyncio.to_thread(consumer.poll, 0.5)
+            if message is None or message.error():
+                continue
+            seen += 1
+            payload: dict[str, Any] = json.loads(message.value() or b"null")
+            if predicate(payload):
+                return payload
+    finally:
+        await asyncio.to_thread(consumer.close)
+    raise AssertionError(f"no matching record on {topic} within {timeout_s}s; read {seen}")
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = 4) -> dict[int, int]:
+    """The offsets group ``group`` has committed on ``topic`` (partitions without one left out)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        found = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+
+async def wait_committed(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    offset: int,
+    partition: int | None = None,
+    timeout_s: float = WAIT_S,
+) -> None:
+    """Wait until ``group`` has committed ``offset`` (or beyond) on ``topic``'s ``partition``
+    (None: the offsets of all partitions together)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        offsets = await asyncio.to_thread(committed, bootstrap, group, topic)
+        now = sum(offsets.values()) if partition is None else offsets.get(partition, -1)
+        if now >= offset:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{group} committed {offsets} on {topic}, not {offset}")
+        await asyncio.sleep(POLL_S)  # polling the group's committed offsets under a deadline
+
+
+async def get_health(session: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, Any]]:
+    async with session.get(f"{base}/health") as response:
+        body: dict[str, Any] = await response.json()
+        return response.status, body
+
+
+async def get_metrics(session: aiohttp.ClientSession, base: str) -> str:
+    async with session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def unhealthy_with(*texts: str) -> Callable[[int, dict[str, Any]], bool]:
+    """/health is 503 and one problem line contains every one of ``texts``."""
+    return lambda status, body: (
+        status == 503 and any(all(text in line for text in texts) for line in body["problems"])
+    )
+
+
+def healthy(status: int, body: dict[str, Any]) -> bool:
+    return status == 200 and body["status"] == "ok"
+
+
+async def wait_health(
+    session: aiohttp.ClientSession,
+    base: str,
+    match: Callable[[int, dict[str, Any]], bool],
+    timeout_s: float = WAIT_S,
+) -> dict[str, Any]:
+    """Ask /health until its answer matches; the body then, or AssertionError with the last."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        status, body = await get_health(session, base)
+        if match(status, body):
+            return body
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"/health did not match within {timeout_s}s: {status} {body}")
+        await asyncio.sleep(POLL_S)  # polling the worker's HTTP state under a deadline

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
 
 from schemas import PriceEvent
-from streams.engine.codec import Rejection, dead_letter, decode, encode
+from streams.engine.codec import (
+    Rejection,
+    dead_letter,
+    dead_letter_key,
+    dead_letter_payload_limit,
+    decode,
+    encode,
+)
 from streams.worker._codec import PydanticCodec
 from tests.schemas.examples import VALID
 
@@ -57,3 +65,41 @@ def test_faust_codec_round_trips_and_validates() -> None:
     event = PriceEvent.model_validate(VALID["grid.price.v1"])
     assert codec.loads(codec.dumps(event)) == event
     assert codec.loads(codec.dumps(VALID["grid.price.v1"])) == event
+
+
+def test_a_dead_letter_always_fits_one_produce_request() -> None:
+    """Issue #11 (3): a reject near the input limit (1 MB) must not make a dead letter larger
+    than the producer's request limit; what is cut is described by size and digest."""
+    value = bytes(range(256)) * 3906 + b"x" * 63  # 999,999 bytes, not JSON
+    limit = 1_048_576
+    record = dead_letter(
+        topic="t.site.telemetry.v1",
+        partition=0,
+        offset=7,
+        key=b"k" * 100_000,  # a key can be as large as the input
+        value=value,
+        rejection=Rejection("not_json", "e" * 50_000),
+        max_payload_bytes=dead_letter_payload_limit(limit, 65_536),
+    )
+    wire = encode(record)
+    assert len(wire) + len(dead_letter_key(b"k" * 100_000) or b"") <= limit - 16 * 1024
+    assert record.raw_value_size_bytes == len(value)
+    assert record.raw_value_sha256 == hashlib.sha256(value).hexdigest()
+    assert record.raw_value_truncated is True
+    assert base64.b64decode(record.raw_value_b64) == value[:65_536]
+    assert "key of 100000 bytes cut to 4096" in record.error
+
+
+def test_a_small_reject_keeps_every_byte_and_says_so() -> None:
+    record = dead_letter(
+        topic="t",
+        partition=0,
+        offset=0,
+        key=None,
+        value=b"{bad",
+        rejection=Rejection("not_json", "x"),
+    )
+    assert base64.b64decode(record.raw_value_b64) == b"{bad"
+    assert (record.raw_value_size_bytes, record.raw_value_truncated) == (4, False)
+    # The producer's limit decides how much is kept: never more than fits.
+    assert dead_letter_payload_limit(65_536, 262_144) == (65_536 - 32_768) * 3 // 4

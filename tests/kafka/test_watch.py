@@ -1,5 +1,6 @@
 """Outage handling pieces: repeated client errors folded in the log, the watch's transitions and
-log lines, and missing topics recreated with their declared partitions on a real broker."""
+log lines, missing topics recreated with their declared partitions on a real broker, and the
+gate every delivery passes (admitted while every topic exists, confirmed after the ack)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.connection import KafkaConnection
-from streams.kafka.watch import BrokerWatch, create_missing_topics
+from streams.kafka.watch import BrokerWatch, DeliveryUncertainError, create_missing_topics
 from streams.logs import RepeatFilter, fields
 
 
@@ -68,3 +69,57 @@ async def test_watch_logs_each_transition_once_and_restores_topics(
     assert {t["topic"]: len(t["partitions"]) for t in described} == topics
     # A second pass finds nothing missing.
     assert await create_missing_topics(KafkaConnection(broker.bootstrap), topics) == []
+
+
+async def test_sends_count_only_on_topics_that_still_exist(
+    broker: EmbeddedBroker, topic_prefix: str
+) -> None:
+    """Tansu acknowledges sends to a topic it lost: the watch is what says whether an
+    acknowledged send can be counted (issue #11, item 2)."""
+    connection = KafkaConnection(broker.bootstrap)
+    answers = [True]
+
+    async def probe() -> bool:
+        return answers[-1]
+
+    lost, kept = f"{topic_prefix}decisions", f"{topic_prefix}letters"
+    topics = {lost: 2, kept: 2}
+    watch = BrokerWatch(connection, probe, topics)
+    try:
+        assert not watch.ready.is_set()  # nothing is sent before the topics are confirmed
+        with pytest.raises(DeliveryUncertainError, match="not confirmed yet"):
+            await watch.admit(0.05)
+        assert await watch.verify()  # creates both
+        epoch = await watch.admit(1.0)
+        await watch.confirm(lost, epoch)
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([lost])
+        finally:
+            await admin.close()
+        with pytest.raises(DeliveryUncertainError, match="does not exist"):
+            await watch.confirm(lost, epoch)
+        assert watch.missing == {lost} and not watch.ready.is_set() and watch.epoch > epoch
+        with pytest.raises(DeliveryUncertainError, match=f"topics missing: {lost}"):
+            await watch.admit(0.05)
+        # A send admitted before the topic went missing is not counted, even once it is back.
+        assert await watch.verify()
+        assert watch.ready.is_set() and watch.topics_recreated == 3 and not watch.missing
+        with pytest.raises(DeliveryUncertainError, match="went away or lost topics"):
+            await watch.confirm(lost, epoch)
+        await watch.confirm(lost, await watch.admit(1.0))
+
+        # An outage moves the epoch and closes the gate until the topics are confirmed again.
+        epoch = watch.epoch
+        answers.append(False)
+        await watch.check()
+        assert watch.epoch == epoch + 1 and not watch.ready.is_set()
+        answers.append(True)
+        await watch.check()
+        assert not watch.ready.is_set()  # up, but not confirmed yet
+        assert await watch.verify()
+        assert watch.ready.is_set()
+    finally:
+        await watch.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -16,7 +17,9 @@ from schemas import CarbonEvent, DispatchDecision
 from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
+from streams.logs import fields
 from streams.worker.acks import AckLedger
+from streams.worker.health import Faults
 from streams.worker.replanner import Replanner
 from tests.factories import T0, Q, hashprice, mining_site, price, telemetry
 
@@ -175,6 +178,76 @@ async def test_a_round_that_cannot_be_delivered_is_retried_not_dropped() -> None
     assert attempts == 3
     assert out.decisions[0].interval_start == T0
     assert stream.acked == ["price-0"]  # acked once, after the delivered retry
+
+
+async def test_failing_rounds_are_reported_until_one_succeeds() -> None:
+    state = FleetState(Fleet(sites=(mining_site(),)))
+    out = Collector()
+    faults = Faults()
+    retried = asyncio.Event()  # a second attempt: the first failure has been handled
+    healed = asyncio.Event()
+    attempts = 0
+
+    async def publish(decision: DispatchDecision) -> None:
+        nonlocal attempts
+        attempts += 1
+        if not healed.is_set():
+            if attempts > 1:
+                retried.set()
+            raise ConnectionError("broker unreachable")
+        await out.publish(decision)
+
+    ledger, stream = AckLedger(), AckRecorder()
+    planner = Replanner(
+        state,
+        publish,
+        Decider(H4),
+        debounce_s=0.0,
+        retry_initial_s=0.01,
+        faults=faults,
+        ledger=ledger,
+    )
+    async with running(planner):
+        ledger.park(stream, "price-0")
+        feed(state, planner, hashprice(), price(0, 20.0))
+        async with asyncio.timeout(20):
+            await retried.wait()
+        assert faults.failing["decision rounds"].error == "ConnectionError: broker unreachable"
+        assert planner.unanswered_since is not None  # the price is not answered yet
+        healed.set()
+        await stream.wait_for(1)  # acked: the round is over
+    assert out.decisions
+    assert "decision rounds" not in faults.failing
+    assert planner.unanswered_since is None
+
+
+async def test_a_site_that_cannot_be_decided_says_what_it_waits_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = FleetState(Fleet(sites=(mining_site(),)))
+    out = Collector()
+    ledger, stream = AckLedger(), AckRecorder()
+    planner = Replanner(state, out.publish, Decider(H4), debounce_s=0.0, ledger=ledger)
+    with caplog.at_level(logging.INFO, logger="streams.worker.replanner"):
+        planner.own(frozenset({"site-a"}))  # the assignment: says what it waits for
+        feed(state, planner, price(0, 20.0))
+        assert planner.note_waiting() == {"no hashprice yet": ["site-a"]}
+        assert planner.note_waiting() == {"no hashprice yet": ["site-a"]}  # said once
+        assert planner.unanswered_since is not None  # an input came, no decision yet
+        async with running(planner):
+            ledger.park(stream, "hashprice")
+            feed(state, planner, hashprice())
+            await stream.wait_for(1)  # acked: the round is over
+        assert planner.note_waiting() == {}
+    said = [
+        fields(r).get("waiting_for") for r in caplog.records if r.name == "streams.worker.replanner"
+    ]
+    assert said == [
+        {"no real-time price for node HB_SOUTH yet": 1},
+        {"no hashprice yet": 1},
+        None,  # "every site has the inputs it needs to be decided"
+    ]
+    assert planner.unanswered_since is None
 
 
 class AckRecorder:

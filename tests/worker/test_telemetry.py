@@ -1,13 +1,17 @@
 """The batched telemetry lane on a real broker: it reads only the partitions it is given, folds
 valid events into the state, sends the rest to ``reject``, parks what it read until the decisions
-are delivered, and then commits under its own group."""
+are delivered, and then commits under its own group; no batch or record stops it."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+import streams.engine.ingest
+import streams.worker.telemetry
 from schemas import DispatchDecision
 from streams.engine.codec import Rejection, encode
 from streams.engine.decider import Decider
@@ -19,6 +23,7 @@ from streams.kafka.watch import create_missing_topics
 from streams.settings import load_settings
 from streams.worker._background import background
 from streams.worker.acks import AckLedger
+from streams.worker.health import Faults
 from streams.worker.replanner import Replanner
 from streams.worker.routing import partition_of
 from streams.worker.telemetry import TelemetryLane
@@ -89,6 +94,92 @@ async def test_lane_folds_rejects_parks_and_commits_after_delivery(
             assert await probe.committed(tp) == expected
             await lane.ack({tp: 1})
             assert await probe.committed(tp) == expected
+        finally:
+            await probe.stop()
+    finally:
+        await lane.stop()
+
+
+async def test_no_batch_stops_the_lane(
+    broker: EmbeddedBroker, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that raises is read again from the committed offsets (nothing skipped, nothing
+    committed early); a record the worker fails on is dead-lettered; the lane keeps running and
+    says what happened (issue #11, item 3)."""
+    bootstrap = broker.bootstrap
+    topic = f"{topic_prefix}site.telemetry.v1"
+    await create_missing_topics(KafkaConnection(bootstrap), {topic: 1})
+    state = FleetState(Fleet(sites=(mining_site(site_id="site-a"),)))
+
+    async def publish(_: DispatchDecision) -> None:
+        return None
+
+    ledger = AckLedger()
+    planner = Replanner(state, publish, Decider(load_settings().horizon()), debounce_s=0.0)
+    rejected: list[tuple[int, Rejection]] = []
+    read = asyncio.Event()
+
+    async def reject(_topic: str, message: Any, why: Rejection) -> None:
+        if not rejected:
+            rejected.append((-1, why))
+            raise RuntimeError("dead-letter topic unreachable (injected)")  # the first time only
+        rejected.append((message.offset, why))
+
+    faults = Faults()
+    lane = TelemetryLane(
+        topic=topic,
+        connection=KafkaConnection(bootstrap),
+        group=f"{topic_prefix}lane",
+        state=state,
+        planner=planner,
+        ledger=ledger,
+        reject=reject,
+        count=lambda consumed, applied: read.set(),
+        max_bytes=100_000,
+        faults=faults,
+    )
+    poison = telemetry("site-a", 1, mining_mw=13.0)
+    real_ingest = streams.engine.ingest.ingest
+
+    def ingest(state: FleetState, topic: str, raw: bytes | None, max_bytes: int) -> Any:
+        if raw == encode(poison):
+            raise ZeroDivisionError("bug on this record (injected)")
+        return real_ingest(state, topic, raw, max_bytes)
+
+    monkeypatch.setattr(streams.worker.telemetry, "ingest", ingest)
+    monkeypatch.setattr(streams.worker.telemetry, "RETRY_INITIAL_S", 0.01)
+    await lane.start()
+    try:
+        await lane.assign(frozenset({0}))
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            for raw in (b"{not json", encode(poison), encode(telemetry("site-a", 2))):
+                await producer.send_and_wait(topic, raw, key=b"site-a")
+        finally:
+            await producer.stop()
+        async with background(lane.run(), "lane") as task, asyncio.timeout(30):
+            while len(rejected) < 3:
+                read.clear()
+                await read.wait()
+            assert not task.done()
+        assert lane.failures == 1  # the batch whose reject failed, read again
+        assert [(offset, why.reason) for offset, why in rejected[1:]] == [
+            (0, "not_json"),
+            (1, "schema_violation"),
+        ]
+        assert "ZeroDivisionError" in rejected[2][1].error
+        assert "telemetry lane" not in faults.failing  # it went on: no longer failing
+        crash = faults.crashed["telemetry lane"]
+        assert crash.note == f"{topic} offset 1 dead-lettered"
+        assert state.telemetry["site-a"].interval_start == telemetry("site-a", 2).interval_start
+        probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"{topic_prefix}lane")
+        await probe.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            assert await probe.committed(tp) is None  # parked: not before the decisions
+            await ledger.release(ledger.take())
+            assert await probe.committed(tp) == 3
         finally:
             await probe.stop()
     finally:
