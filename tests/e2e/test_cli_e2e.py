@@ -200,8 +200,8 @@ def test_backtest_mistakes_give_one_line(tmp_path: Path) -> None:
     result = run(["backtest", "no-such-scenario", "--data-dir", str(tmp_path)], clean_env())
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "gridshift: error: no scenario 'no-such-scenario': give a file or one of gigawatt, "
-        "miner-to-ai-host, national-network, northern-data"
+        "gridshift: error: no scenario 'no-such-scenario': give a file or one of "
+        "ercot-flexible-load, gigawatt, miner-to-ai-host, national-network, northern-data"
     ]
 
 
@@ -213,8 +213,9 @@ def test_replay_publishes_history_and_stops_cleanly_with_a_resume_point(
     table = str(data_dir / "replay/ercot_replay_15min_2024-06-01_2024-12-31.csv")
     done = run(["replay", table, "--start", "2024-08-20", "--end", "2024-08-20T06:00"], env)
     assert done.returncode == 0, done.stderr
-    # 24 intervals: 24 prices, 6 hourly carbon values, 1 day of hashprice.
-    assert "published 31 events for 24 intervals" in done.stdout
+    # 24 real-time prices, 7 carbon and hashprice events, and the day's 24 hourly day-ahead
+    # prices (released before the day, so with its first interval).
+    assert "published 55 events for 24 intervals" in done.stdout
     slow = subprocess.Popen(
         [*GRIDSHIFT, "replay", table, "--start", "2024-08-21", "--speed", "60"],
         cwd=REPO,
@@ -224,12 +225,13 @@ def test_replay_publishes_history_and_stops_cleanly_with_a_resume_point(
         text=True,
     )
     try:
-        # 60x real time: one 15-minute interval every 15 s. Wait for the first one on the topic.
+        # 60x real time: one 15-minute interval every 15 s. Wait for its first interval on the
+        # topic: after the 48 prices above, the day's 96 day-ahead prices and one real-time price.
         import asyncio  # noqa: PLC0415
 
         from tests.e2e.harness import read_records  # noqa: PLC0415
 
-        asyncio.run(read_records(broker.bootstrap, topic_prefix + "grid.price.v1", 25, 60))
+        asyncio.run(read_records(broker.bootstrap, topic_prefix + "grid.price.v1", 48 + 96 + 1, 60))
         slow.send_signal(signal.SIGINT)
         out, err = slow.communicate(timeout=30)
     finally:

@@ -192,7 +192,5 @@ def test_window_bounds_take_a_utc_time_or_an_offset_as_scenario_files_write_them
 
     parse = click.DateTime(WINDOW_FORMATS).convert
     assert _utc(parse("2024-11-04T04:00Z", None, None)) == datetime(2024, 11, 4, 4, tzinfo=UTC)
-    assert _utc(parse("2024-11-04T00:00-05:00", None, None)) == datetime(
-        2024, 11, 4, 5, tzinfo=UTC
-    )
+    assert _utc(parse("2024-11-04T00:00-05:00", None, None)) == datetime(2024, 11, 4, 5, tzinfo=UTC)
     assert _utc(parse("2024-11-04", None, None)) == datetime(2024, 11, 4, tzinfo=UTC)
