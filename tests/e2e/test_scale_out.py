@@ -5,6 +5,7 @@ the other, which catches them up and decides them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 from collections.abc import Callable
@@ -81,6 +82,23 @@ async def wait_owned(
             await asyncio.sleep(0.2)  # polling another process's HTTP state, bounded above
 
 
+async def wait_decided(
+    session: aiohttp.ClientSession, port: int, expected: set[str], timeout_s: float = 30.0
+) -> set[str]:
+    """The sites the worker on ``port`` reports decided, once they are ``expected`` (or what
+    it reports when ``timeout_s`` runs out). /health shows a decision once its delivery is
+    confirmed (acknowledged to a topic still listed), a moment after a subscriber may read it."""
+    decided: set[str] = set()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while decided != expected:
+                body = await health(session, port)
+                decided = set(body["sites_decided"]) if body else set()
+                if decided != expected:
+                    await asyncio.sleep(0.2)  # polling another process's HTTP state, bounded
+    return decided
+
+
 async def test_two_workers_share_the_fleet_and_hand_over(
     broker: EmbeddedBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -113,7 +131,9 @@ async def test_two_workers_share_the_fleet_and_hand_over(
                 # the agents), so a site may first be decided on its configured envelope (22 MW)
                 # and re-planned once its telemetry lands; it must end on all that is ready (12).
                 await log.wait_for(knows_telemetry(site, 0), timeout_s=60)
-            decided = [set((await health(session, p) or {})["sites_decided"]) for p in ports]
+            decided = [
+                await wait_decided(session, p, mine) for p, mine in zip(ports, owned, strict=True)
+            ]
             assert decided == owned  # each site decided by its owner only
 
             workers[1].send_signal(signal.SIGTERM)
@@ -128,8 +148,7 @@ async def test_two_workers_share_the_fleet_and_hand_over(
                 # ready) is known. (A decision made a moment before the survivor has read the
                 # uncommitted tail may come first; the one after it must see the telemetry.)
                 await log.wait_for(knows_telemetry(site, 1), timeout_s=60)
-            body = await health(session, ports[0])
-            assert body is not None and set(body["sites_decided"]) == set(SITES)
+            assert await wait_decided(session, ports[0], set(SITES)) == set(SITES)
             await log.close()
     finally:
         for worker in workers:
