@@ -284,6 +284,9 @@ def test_workers_are_built_here_and_configured_by_valid_settings(
     dot_env = env_example()
     settings = container_settings(env, dot_env)
     assert settings.session_timeout_s == 30.0
+    # Production watches its live feed: silence and a lagging decision clock make /health 503.
+    assert settings.health_decision_silence_s is not None
+    assert settings.health_max_clock_lag_s is not None
     connection = KafkaConnection.from_settings(settings)
     assert connection.security_protocol == "SASL_PLAINTEXT"
     assert connection.sasl is not None
