@@ -189,7 +189,7 @@ class Checkpoint:
             "series": self._seen,
         }
         try:
-            _write_atomically(self.path, json.dumps(body, sort_keys=True, indent=1))
+            write_atomically(self.path, json.dumps(body, sort_keys=True, indent=1))
         except OSError as exc:
             # Going on without a checkpoint would send everything again after a restart.
             raise GridshiftError(
@@ -209,7 +209,8 @@ def _unreadable(path: Path, window: timedelta, why: str) -> GridshiftError:
     )
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (temporary file, fsync, rename, directory fsync)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("w", encoding="utf-8") as out:

@@ -120,6 +120,30 @@ def hashprice_command(**common: Any) -> None:
     _serve(hashprice_plan(sources), settings, common)
 
 
+@source.command("reserve")
+@_common
+def reserve_command(**common: Any) -> None:
+    """ERCOT day-ahead ancillary-service clearing prices (MCPC: reg_up, reg_down, rrs, ecrs,
+    non_spin) of today and, once the DAM has run (~13:30 Central), tomorrow to grid.reserve.v1
+    (gridstatus)."""
+    from streams.sources.runner import reserve_plan  # noqa: PLC0415
+
+    settings, sources = _configuration(common)
+    _serve(reserve_plan(sources, settings), settings, common)
+
+
+@source.command("coincident-peak")
+@_common
+def coincident_peak_command(**common: Any) -> None:
+    """ERCOT 4CP probabilities for each summer hour of today, computed with the backtest's
+    model from ERCOT's load and load forecast, as coincident_peak signals to grid.signal.v1
+    (gridstatus). Publishes nothing outside June-September."""
+    from streams.sources.runner import coincident_peak_plan  # noqa: PLC0415
+
+    settings, sources = _configuration(common)
+    _serve(coincident_peak_plan(sources, settings), settings, common)
+
+
 @source.command("check")
 @click.option(
     "--config",

@@ -1,6 +1,7 @@
 """Configuration of the feed sources: runtime settings and secrets from the environment
 (``GRIDSHIFT_SOURCE_*``, :class:`SourceSettings`) and what to poll from a TOML file
-(:class:`SourcesFile`: ``[iso.<ISO>]``, ``[carbon]``, ``[hashprice]``).
+(:class:`SourcesFile`: ``[iso.<ISO>]``, ``[carbon]``, ``[hashprice]``, ``[reserve]``,
+``[coincident_peak]``).
 
 Both are strict: an unknown TOML key or ``GRIDSHIFT_SOURCE_*`` variable is an error that names
 the closest valid one, so a typo never silently falls back to a default. Secrets are
@@ -31,6 +32,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.base import Identifier
+from schemas.grid import ReserveProduct
+from streams.engine.coincident_peak import TARIFF_2025_USD_PER_KW_YEAR
 from streams.errors import GridshiftError
 
 ENV_PREFIX = "GRIDSHIFT_SOURCE_"
@@ -216,12 +219,56 @@ class HashpriceConfig(PollConfig):
         return self.price_url or f"{self.api_url.rstrip('/')}/api/v1/prices"
 
 
+def _every_product() -> list[ReserveProduct]:
+    return ["reg_up", "reg_down", "rrs", "ecrs", "non_spin"]
+
+
+class ReserveConfig(PollConfig):
+    """``[reserve]``: ERCOT's day-ahead ancillary-service clearing prices (MCPC) of operating
+    day D and, once ERCOT has run the day-ahead market for it, D+1."""
+
+    poll_interval_s: float = Field(default=600.0, gt=0.0, le=86_400.0)
+    #: The ``grid.reserve.v1`` region (the sites' ``carbon_region``).
+    region: Identifier = "ERCOT"
+    products: list[ReserveProduct] = Field(default_factory=_every_product, min_length=1)
+    #: Central hour of D from which D+1's prices are asked for (ERCOT posts the DAM ~13:30).
+    ahead_from_hour: float = Field(default=13.0, ge=0.0, lt=24.0)
+    #: Central hour of D after which D+1's prices still missing fail the poll (health alarms).
+    ahead_late_hour: float = Field(default=17.0, gt=0.0, le=24.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.ahead_from_hour >= self.ahead_late_hour:
+            raise ValueError("ahead_from_hour must be before ahead_late_hour")
+        if len(set(self.products)) != len(self.products):
+            raise ValueError("products must be listed once each")
+        return self
+
+
+class CoincidentPeakConfig(PollConfig):
+    """``[coincident_peak]``: ERCOT 4CP probabilities computed live, as ``coincident_peak``
+    signals on ``grid.signal.v1``."""
+
+    poll_interval_s: float = Field(default=900.0, gt=0.0, le=86_400.0)
+    region: Identifier = "ERCOT"
+    #: $/kW-year (default: ERCOT's 2025 rate, the backtest's).
+    tariff_usd_per_kw_year: float = Field(default=TARIFF_2025_USD_PER_KW_YEAR, ge=0.0, le=10_000.0)
+    #: Hours below this probability get no signal (the backtest's 0.1 %: ~$17/MWh).
+    min_probability: float = Field(default=1e-3, gt=0.0, le=1.0)
+    #: Where the daily actual peaks are kept (default: <state dir>/coincident-peak.peaks.json):
+    #: gridstatus serves actual load for 14 days only, a month-to-date peak needs up to 30.
+    peaks_file: Path | None = None
+
+
 class SourcesFile(_Strict):
-    """The whole TOML file: any of ``[iso.<ISO>]``, ``[carbon]``, ``[hashprice]``."""
+    """The whole TOML file: any of ``[iso.<ISO>]``, ``[carbon]``, ``[hashprice]``,
+    ``[reserve]``, ``[coincident_peak]``."""
 
     iso: dict[IsoName, IsoConfig] = Field(default_factory=dict)
     carbon: CarbonConfig = Field(default_factory=CarbonConfig)
     hashprice: HashpriceConfig = Field(default_factory=HashpriceConfig)
+    reserve: ReserveConfig = Field(default_factory=ReserveConfig)
+    coincident_peak: CoincidentPeakConfig = Field(default_factory=CoincidentPeakConfig)
 
 
 def load_sources_file(path: Path | None) -> SourcesFile:

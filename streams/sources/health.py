@@ -109,6 +109,8 @@ class HealthState:
     last_error: str | None = None
     next_poll_in_s: float | None = None
     checkpoint_intervals: int = 0
+    #: Each feed's note of the last poll (why it had nothing to publish), by feed name.
+    notes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics.healthy.set(1)  # as /health says before the first poll
@@ -144,6 +146,7 @@ class HealthState:
             "last_error": self.last_error,
             "next_poll_in_s": self.next_poll_in_s,
             "checkpoint_intervals": self.checkpoint_intervals,
+            "notes": dict(sorted(self.notes.items())),
             "counts": dict(sorted(self.metrics.totals.items())),
         }
 

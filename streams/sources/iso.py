@@ -150,7 +150,7 @@ def make_client(iso: str, settings: SourceSettings) -> Any:
         import gridstatus  # noqa: PLC0415 - optional extra, loaded only by this command
     except ImportError as exc:
         raise GridshiftError(
-            "'gridshift source iso' needs the sources extra (gridstatus is missing): "
+            "'gridshift source' needs the sources extra (gridstatus is missing): "
             "pip install 'gridshift[sources]'"
         ) from exc
     quiet_library_logger("gridstatus")
@@ -209,26 +209,10 @@ class IsoFeed:
         """Nothing to release (gridstatus opens a connection per call)."""
 
     def _call(self, now: datetime) -> Any:
-        method = getattr(self.client, self.dataset.method)
         kwargs = dict(self.dataset.kwargs) | self._window(now)
         if self.dataset.locations_argument:
             kwargs[self.dataset.locations_argument] = list(self.nodes)
-        # gridstatus's date-range decorator catches the real error, *prints* it and then fails
-        # with "No objects to concatenate"; its LMP decorator refuses error="raise". So stdout
-        # is captured (this thread is the only one printing while it runs) and the printed
-        # cause is put into the error we raise.
-        printed = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(printed):
-                return method(**kwargs)
-        except Exception as exc:
-            said = " | ".join(
-                line.strip() for line in printed.getvalue().splitlines() if line.startswith("Error")
-            )
-            raise GridshiftError(
-                f"gridstatus {self.dataset.method} failed: {type(exc).__name__}: {exc}"
-                + (f" ({said[:300]})" if said else "")
-            ) from exc
+        return call_gridstatus(self.client, self.dataset.method, **kwargs)
 
     def _window(self, now: datetime) -> dict[str, Any]:
         window = self.dataset.window
@@ -240,6 +224,28 @@ class IsoFeed:
         start = stamp - pd.Timedelta(hours=self.config.lookback_hours)
         hours_ahead = self.config.day_ahead_hours if window == "ahead" else 0.0
         return {"date": start, "end": stamp + pd.Timedelta(hours=hours_ahead)}
+
+
+def call_gridstatus(client: Any, method_name: str, **kwargs: Any) -> Any:
+    """``client.<method_name>(**kwargs)``; any failure as a :class:`GridshiftError` caused by
+    the library's own exception (``__cause__``, for callers that tell failures apart)."""
+    method = getattr(client, method_name)
+    # gridstatus's date-range decorator catches the real error, *prints* it and then fails
+    # with "No objects to concatenate"; its LMP decorator refuses error="raise". So stdout
+    # is captured (this thread is the only one printing while it runs) and the printed
+    # cause is put into the error we raise.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            return method(**kwargs)
+    except Exception as exc:
+        said = " | ".join(
+            line.strip() for line in printed.getvalue().splitlines() if line.startswith("Error")
+        )
+        raise GridshiftError(
+            f"gridstatus {method_name} failed: {type(exc).__name__}: {exc}"
+            + (f" ({said[:300]})" if said else "")
+        ) from exc
 
 
 def require_nodes(iso: str, config: IsoConfig) -> None:
@@ -316,7 +322,7 @@ def price_records(
     """``grid.price.v1`` records from a gridstatus price frame (rows of ``nodes`` only)."""
     location_column = dataset.location_column or "Location"
     columns = ["Interval Start", "Interval End", location_column, dataset.value_column]
-    _require(frame, columns, dataset.method)
+    require_columns(frame, columns, dataset.method)
     has_market = "Market" in frame.columns
     selected = frame[columns + (["Market"] if has_market else [])]
     result = FeedResult()
@@ -329,8 +335,8 @@ def price_records(
         if has_market and dataset.market_value and str(row[4]) != dataset.market_value:
             result.rejected.append(Rejected("wrong_market", f"{where}: market {row[4]!r}"))
             continue
-        times = _interval(start_raw, end_raw, where, result)
-        price = _number(value, where, result)
+        times = interval_of(start_raw, end_raw, where, result)
+        price = number_of(value, where, result)
         if times is None or price is None:
             continue
         try:
@@ -342,7 +348,7 @@ def price_records(
                 interval_end=times[1],
             )
         except ValidationError as exc:
-            result.rejected.append(Rejected("invalid_event", f"{where}: {_first(exc)}"))
+            result.rejected.append(Rejected("invalid_event", f"{where}: {first_error(exc)}"))
             continue
         result.records.append(Record(f"{PRICE_TOPIC}/{node}/{market}", times[0], event))
     return result
@@ -360,18 +366,18 @@ def load_records(
     columns = ["Interval Start", "Interval End", dataset.value_column]
     if dataset.vintage_column:
         columns.append(dataset.vintage_column)
-    _require(frame, columns, dataset.method)
+    require_columns(frame, columns, dataset.method)
     result = FeedResult()
     newest: dict[datetime, LoadRow] = {}
     for row in frame[columns].itertuples(index=False, name=None):
         where = f"{iso} {kind} {row[0]}"
-        times = _interval(row[0], row[1], where, result)
-        value = _number(row[2], where, result)
+        times = interval_of(row[0], row[1], where, result)
+        value = number_of(row[2], where, result)
         if times is None or value is None:
             continue
         vintage = None
         if dataset.vintage_column:
-            vintage = _instant(row[3])
+            vintage = instant(row[3])
             if vintage is None:
                 result.rejected.append(Rejected("bad_time", f"{where}: vintage {row[3]!r}"))
                 continue
@@ -385,7 +391,7 @@ def load_records(
                 published_at=vintage,
             )
         except ValidationError as exc:
-            result.rejected.append(Rejected("invalid_event", f"{where}: {_first(exc)}"))
+            result.rejected.append(Rejected("invalid_event", f"{where}: {first_error(exc)}"))
             continue
         kept = newest.get(times[0])
         if kept is None or (vintage and kept.published_at and vintage >= kept.published_at):
@@ -405,7 +411,8 @@ def load_records(
     return result
 
 
-def _require(frame: Any, columns: list[str], method: str) -> None:
+def require_columns(frame: Any, columns: list[str], method: str) -> None:
+    """Raise :class:`MalformedResponseError` unless ``frame`` is a DataFrame with ``columns``."""
     if not isinstance(frame, pd.DataFrame):
         raise MalformedResponseError(
             "wrong_type", f"{method} returned {type(frame).__name__}, not a DataFrame"
@@ -418,7 +425,7 @@ def _require(frame: Any, columns: list[str], method: str) -> None:
         )
 
 
-def _instant(value: Any) -> datetime | None:
+def instant(value: Any) -> datetime | None:
     """A tz-aware UTC datetime, or ``None`` for a missing, naive or non-time value."""
     if not isinstance(value, datetime) or value is pd.NaT:
         return None
@@ -428,10 +435,11 @@ def _instant(value: Any) -> datetime | None:
     return converted
 
 
-def _interval(
+def interval_of(
     start_raw: Any, end_raw: Any, where: str, result: FeedResult
 ) -> tuple[datetime, datetime] | None:
-    start, end = _instant(start_raw), _instant(end_raw)
+    """The row's interval in UTC, or ``None`` (rejected as ``bad_time``)."""
+    start, end = instant(start_raw), instant(end_raw)
     if start is None or end is None:
         result.rejected.append(
             Rejected("bad_time", f"{where}: interval {start_raw!r} .. {end_raw!r}")
@@ -443,7 +451,8 @@ def _interval(
     return start, end
 
 
-def _number(value: Any, where: str, result: FeedResult) -> float | None:
+def number_of(value: Any, where: str, result: FeedResult) -> float | None:
+    """A finite float, or ``None`` (rejected as ``wrong_type`` or ``not_a_number``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         result.rejected.append(Rejected("wrong_type", f"{where}: value {value!r}"))
         return None
@@ -454,6 +463,7 @@ def _number(value: Any, where: str, result: FeedResult) -> float | None:
     return number
 
 
-def _first(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first complaint of a validation error, as one short line."""
     error = exc.errors()[0]
     return f"{'.'.join(str(p) for p in error['loc']) or '(event)'}: {error['msg']}"

@@ -61,6 +61,9 @@ class FeedResult:
 
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    #: Why a successful fetch has nothing (yet): "outside the 4CP season", "D+1 not
+    #: published yet"; logged with the poll and shown by /health, never an error.
+    note: str | None = None
 
 
 class Feed(Protocol):
@@ -132,6 +135,7 @@ class PollReport:
     rejected: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,6 +190,8 @@ class Source:
             result = await self._fetch(feed, now, report)
             if result is None:
                 continue
+            if result.note:
+                report.notes[feed.name] = result.note
             fresh = self._select(result, now, report)
             if feed.sink is not None:
                 to_sink.setdefault(feed.sink, []).extend(fresh)
@@ -251,6 +257,7 @@ class Source:
             if newest is not None:
                 metrics.newest_interval.labels(self.name, series).set(newest.timestamp())
         self.health.checkpoint_intervals = self.checkpoint.intervals
+        self.health.notes = dict(report.notes)
         report.ok = not report.errors
         metrics.count("polls", outcome="ok" if report.ok else "failed")
         if report.ok:
@@ -321,6 +328,7 @@ class Source:
                 "failures_in_row": self.health.consecutive_failures,
                 "next_poll_s": None if next_delay is None else round(next_delay, 2),
                 **({"errors": report.errors} if report.errors else {}),
+                **({"notes": report.notes} if report.notes else {}),
             },
         )
 

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from streams.errors import GridshiftError
 from streams.kafka.connection import KafkaConnection
 from streams.settings import Settings
-from streams.sources import carbon, hashprice, iso
+from streams.sources import carbon, hashprice, iso, reserve
+from streams.sources import coincident_peak as peak
 from streams.sources.checkpoint import Checkpoint, exclusive
 from streams.sources.config import IsoConfig, PollConfig, SourceSettings, SourcesFile
 from streams.sources.health import HealthServer, HealthState, SourceMetrics
@@ -88,6 +89,30 @@ def carbon_plan(sources: SourcesFile, settings: SourceSettings) -> Plan:
 def hashprice_plan(sources: SourcesFile) -> Plan:
     """The hashprice source."""
     return Plan("hashprice", [hashprice.HashpriceFeed(sources.hashprice)], sources.hashprice)
+
+
+def reserve_plan(sources: SourcesFile, settings: SourceSettings) -> Plan:
+    """ERCOT's day-ahead reserve prices (MCPC) of today and tomorrow."""
+    client = iso.make_client("ERCOT", settings)
+    executor = _executor("reserve")
+    try:
+        feeds: list[Feed] = list(reserve.build_feeds(sources.reserve, client, executor))
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return Plan("reserve", feeds, sources.reserve, executor)
+
+
+def coincident_peak_plan(sources: SourcesFile, settings: SourceSettings) -> Plan:
+    """ERCOT 4CP probabilities, computed live and published as signals."""
+    config = sources.coincident_peak
+    memory = peak.PeakMemory(
+        config.peaks_file or settings.state_dir / "coincident-peak.peaks.json"
+    )  # read before anything connects: an unreadable file is one line
+    client = iso.make_client("ERCOT", settings)
+    executor = _executor("coincident-peak")
+    feed = peak.CoincidentPeakFeed(client=client, config=config, executor=executor, memory=memory)
+    return Plan("coincident-peak", [feed], config, executor)
 
 
 def _executor(name: str) -> ThreadPoolExecutor:

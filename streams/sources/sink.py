@@ -2,8 +2,9 @@
 
 The wire contract has no load topic, and adding one needs the lead's decision, so load travels
 as files for now: one line per interval (and per forecast vintage), de-duplicated by the same
-checkpoint as the events, written and fsynced before the checkpoint moves. The 4CP forecaster
-(a follow-up) reads these files; a ``grid.load.v1`` topic can later be fed from the same rows.
+checkpoint as the events, written and fsynced before the checkpoint moves. (The live 4CP
+source, :mod:`streams.sources.coincident_peak`, asks gridstatus itself at its issue time rather
+than reading these files.) A ``grid.load.v1`` topic can later be fed from the same rows.
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ from streams.sources.loop import Feed, KafkaOut, Source
 EXTRA = "the optional 'sources' extra is not installed (pip install 'gridshift[sources]')"
 WAIT_S = 30.0
 SENTINEL = b"__sentinel__"
+#: gridstatus.ercot.DAM_CLEARING_PRICES_FOR_CAPACITY_RTID (NP4-188-CD).
+AS_PRICES_REPORT = 12329
+#: The seven-day load forecast by forecast zone (NP3-565-CD).
+LOAD_FORECAST_REPORT = 12311
 
 
 def need(module: str) -> ModuleType:
@@ -239,6 +243,53 @@ def raw_load_forecast(load: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def raw_as_prices(mcpc: pd.DataFrame) -> pd.DataFrame:
+    """ERCOT's DAM clearing prices for capacity document (NP4-188-CD) before parsing, as
+    gridstatus reads it: DeliveryDate, HourEnding "01:00", AncillaryType (REGUP, REGDN, RRS,
+    ECRS, NSPIN), MCPC, DSTFlag; one row per hour and product. ``mcpc``: rows of the shared
+    ercot_dam_as_mcpc_hourly_*.csv (a product without values is left out, as before ECRS)."""
+    columns = {
+        "REGUP": "dam_mcpc_regup_usd_per_mw_h",
+        "REGDN": "dam_mcpc_regdn_usd_per_mw_h",
+        "RRS": "dam_mcpc_rrs_usd_per_mw_h",
+        "ECRS": "dam_mcpc_ecrs_usd_per_mw_h",
+        "NSPIN": "dam_mcpc_nspin_usd_per_mw_h",
+    }
+    rows = [
+        {
+            "DeliveryDate": pd.Timestamp(row["delivery_date"]).strftime("%m/%d/%Y"),
+            "HourEnding": f"{int(row['hour_ending']):02d}:00",
+            "AncillaryType": kind,
+            "MCPC": float(row[column]),
+            "DSTFlag": row["repeated_hour_flag"],
+        }
+        for _, row in mcpc.iterrows()
+        for kind, column in columns.items()
+        if pd.notna(row[column])
+    ]
+    return pd.DataFrame(rows)
+
+
+def raw_load_html(load: pd.DataFrame) -> pd.DataFrame:
+    """The table of ERCOT's "Actual Loads of Forecast Zones" page for one operating day as
+    ``pd.read_html`` gives it to gridstatus: Oper Day, Hour Ending (100 .. 2400), the four
+    forecast zones and TOTAL (MW). ``load``: rows with ``start`` (the hour's start, UTC) and
+    ``demand_mw``."""
+    begin = load["start"].dt.tz_convert("US/Central")
+    total = load["demand_mw"]
+    return pd.DataFrame(
+        {
+            "Oper Day": begin.dt.strftime("%m/%d/%Y"),
+            "Hour Ending": (begin.dt.hour + 1) * 100,
+            "North": total * 0.3,
+            "South": total * 0.3,
+            "West": total * 0.1,
+            "Houston": total * 0.3,
+            "TOTAL": total,
+        }
+    ).reset_index(drop=True)
+
+
 @dataclass
 class ErcotNetwork:
     """Stands in for ERCOT's servers behind gridstatus's network methods: the documents the
@@ -252,6 +303,16 @@ class ErcotNetwork:
     forecast_published: pd.Timestamp = field(
         default_factory=lambda: pd.Timestamp("2024-08-20T06:00", tz="US/Central")
     )
+    #: Several NP3-565-CD vintages (publish time, raw document); else ``load_forecast``.
+    load_forecasts: list[tuple[pd.Timestamp, pd.DataFrame]] = field(default_factory=list)
+    #: NP4-188-CD documents by publish day (ISO date, the day before delivery).
+    as_prices: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: "Actual Loads of Forecast Zones" pages by operating day (YYYYMMDD).
+    load_html: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The ERCOT calendar day gridstatus takes as "today" (its date checks read the real
+    #: clock; None keeps the real one).
+    today: str | None = None
+    pages_read: list[str] = field(default_factory=list)
     fail: int = 0
     hold: threading.Event | None = None
     calls: int = 0
@@ -280,13 +341,51 @@ class ErcotNetwork:
         self._network()
         return [self._document(report_type_id)]
 
-    def document(self, ercot: Any, report_type_id: int, **_: Any) -> Any:
+    def document(self, ercot: Any, report_type_id: int, **kw: Any) -> Any:
         self._network()
+        if report_type_id == LOAD_FORECAST_REPORT and self.load_forecasts:
+            from gridstatus.ercot import Document  # noqa: PLC0415
+
+            # The newest vintage published before the asked time, as ERCOT's document list.
+            before = pd.Timestamp(kw["published_before"])
+            index, stamp = max(
+                ((i, published) for i, (published, _) in enumerate(self.load_forecasts)
+                 if published < before),
+                key=lambda item: item[1],
+            )  # fmt: skip
+            return Document(
+                url=f"recorded://{index}/{report_type_id}",
+                publish_date=stamp,
+                constructed_name=f"{report_type_id}.csv.zip",
+                friendly_name=str(report_type_id),
+                friendly_name_timestamp=stamp,
+            )
+        if report_type_id == AS_PRICES_REPORT:
+            from gridstatus.ercot import Document  # noqa: PLC0415
+
+            day = pd.Timestamp(kw["date"]).date().isoformat()
+            if day not in self.as_prices:
+                # What gridstatus's _get_document raises: max() of an empty document list.
+                raise ValueError("max() arg is an empty sequence")
+            stamp = pd.Timestamp(f"{day}T13:30", tz="US/Central")
+            return Document(
+                url=f"recorded://{day}/{report_type_id}",
+                publish_date=stamp,
+                constructed_name=f"{report_type_id}.csv.zip",
+                friendly_name=str(report_type_id),
+                friendly_name_timestamp=stamp,
+            )
         return self._document(report_type_id)
 
     def read_doc(self, ercot: Any, doc: Any, parse: bool = True, verbose: bool = False,
                  **_: Any) -> pd.DataFrame:  # fmt: skip
         report = int(doc.url.rsplit("/", 1)[1])
+        if report == LOAD_FORECAST_REPORT and self.load_forecasts:
+            raw = self.load_forecasts[int(doc.url.split("/")[2])][1]
+            return ercot.parse_doc(raw.copy(), verbose=verbose) if parse else raw.copy()
+        if report == AS_PRICES_REPORT:
+            raw = self.as_prices[doc.url.split("/")[2]]
+            return ercot.parse_doc(raw.copy(), verbose=verbose) if parse else raw.copy()
         raw = {12301: self.rt, 12331: self.da, 12311: self.load_forecast}[report]
         assert raw is not None, f"no recorded document for report {report}"
         return ercot.parse_doc(raw.copy(), verbose=verbose) if parse else raw.copy()
@@ -319,6 +418,35 @@ class ErcotNetwork:
         def supply_demand(ercot: Any, **_: Any) -> dict[str, Any]:
             return network.supply_demand_json(ercot)
 
+        def read_html(url: str, **_: Any) -> list[pd.DataFrame]:
+            # Only ERCOT's load pages are read with pd.read_html here; key: YYYYMMDD.
+            network._network()
+            day = url.rsplit("/", 1)[1].split("_", 1)[0]
+            network.pages_read.append(day)
+            assert day in network.load_html, f"no recorded load page for {day}"
+            return [network.load_html[day].copy()]
+
+        # gridstatus's date checks read the real clock: read ``today`` at call time instead,
+        # so a test moves ERCOT's calendar with its own clock (None: the real one).
+        real_is_today = gridstatus.utils.is_today
+        real_within = gridstatus.utils.is_within_last_days
+
+        def is_today(date: Any, tz: str) -> bool:
+            if network.today is None:
+                return bool(real_is_today(date, tz))
+            day = gridstatus.utils._handle_date(date, tz=tz).date()
+            return bool(day == pd.Timestamp(network.today).date())
+
+        def is_within_last_days(date: Any, days: int, tz: str) -> bool:
+            if network.today is None:
+                return bool(real_within(date, days, tz))
+            today = pd.Timestamp(network.today).date()
+            day = gridstatus.utils._handle_date(date, tz=tz).date()
+            return bool(today - timedelta(days=days) <= day <= today)
+
+        monkeypatch.setattr(gridstatus.utils, "is_today", is_today)
+        monkeypatch.setattr(gridstatus.utils, "is_within_last_days", is_within_last_days)
+        monkeypatch.setattr(pd, "read_html", read_html)
         for name, replacement in (
             ("_get_documents", get_documents),
             ("_get_document", get_document),

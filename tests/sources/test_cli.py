@@ -73,12 +73,17 @@ def error_lines(captured: str) -> list[str]:
 def test_help_lists_every_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert gridshift_main("source", "--help") == 0
     text = capsys.readouterr().out
-    for command in ("iso", "carbon", "hashprice", "check"):
+    for command in ("iso", "carbon", "hashprice", "reserve", "coincident-peak", "check"):
         assert f"  {command} " in text
     assert gridshift_main("source", "iso", "--help") == 0
     text = capsys.readouterr().out
     for option in ("--node", "--config", "--state-dir", "--health-port", "--once", "--bootstrap"):
         assert option in text
+    for command in ("reserve", "coincident-peak"):
+        assert gridshift_main("source", command, "--help") == 0
+        text = capsys.readouterr().out
+        for option in ("--config", "--state-dir", "--health-port", "--once", "--bootstrap"):
+            assert option in text
 
 
 def recent_prices(data_dir: Path, hours: int = 6) -> pd.DataFrame:

@@ -25,6 +25,10 @@ def test_the_example_file_loads() -> None:
     assert sources.carbon.regions["ERCOT"].electricitymaps == "US-TEX-ERCO"
     assert sources.hashprice.prices_url() == "https://mempool.space/api/v1/prices"
     assert sources.carbon.poll_interval_s == 300.0  # each source's own default
+    assert sources.reserve.products == ["reg_up", "reg_down", "rrs", "ecrs", "non_spin"]
+    assert sources.reserve.ahead_from_hour == 13.0
+    assert sources.coincident_peak.tariff_usd_per_kw_year == 68.5
+    assert sources.coincident_peak.min_probability == 0.001
 
 
 def test_no_file_means_defaults() -> None:
@@ -52,6 +56,15 @@ UNKNOWN_KEYS = [
         "unknown key 'electricitymap' in [carbon.regions.ERCOT]; did you mean 'electricitymaps'?",
     ),
     ("[hashprice]\nzzz = 1\n", "unknown key 'zzz' in [hashprice] (known: "),
+    (
+        "[reserve]\nproduct = []\n",
+        "unknown key 'product' in [reserve]; did you mean 'products'?",
+    ),
+    (
+        "[coincident_peak]\nmin_probabilty = 0.01\n",
+        "unknown key 'min_probabilty' in [coincident_peak]; did you mean 'min_probability'?",
+    ),
+    ("[coincident-peak]\n", "unknown key 'coincident-peak' in the top level; did you mean"),
 ]
 
 
@@ -82,6 +95,13 @@ BAD_VALUES = [
         "backoff_initial_s must not exceed backoff_max_s",
     ),
     ("not toml = = 1", "is not valid TOML"),
+    ('[reserve]\nproducts = ["regup"]\n', "[reserve] products.0: Input should be"),
+    (
+        "[reserve]\nahead_from_hour = 18\n",
+        "ahead_from_hour must be before ahead_late_hour",
+    ),
+    ('[reserve]\nproducts = ["rrs", "rrs"]\n', "products must be listed once each"),
+    ("[coincident_peak]\nmin_probability = 0\n", "[coincident_peak] min_probability:"),
 ]
 
 
