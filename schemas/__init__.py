@@ -13,7 +13,14 @@ from schemas.decision import (
     SolverReport,
     Trigger,
 )
-from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent, ReservePriceEvent, ReserveProduct
+from schemas.grid import (
+    CarbonEvent,
+    GridSignalEvent,
+    PpaSupplyEvent,
+    PriceEvent,
+    ReservePriceEvent,
+    ReserveProduct,
+)
 from schemas.market import ComputeDemandEvent, HashpriceEvent
 from schemas.registry import (
     DEADLETTER_TOPIC,
@@ -45,6 +52,7 @@ __all__ = [
     "HashpriceEvent",
     "IntervalEvent",
     "PlanStep",
+    "PpaSupplyEvent",
     "PriceEvent",
     "RejectReason",
     "ReserveCommitment",

@@ -14,7 +14,15 @@ from schemas.base import Identifier, IntervalEvent, NonNegativeMW, PriceUSDPerMW
 from schemas.grid import ReserveProduct
 
 Trigger = Literal[
-    "price", "carbon", "signal", "telemetry", "hashprice", "compute_demand", "reserve", "timer"
+    "price",
+    "carbon",
+    "signal",
+    "telemetry",
+    "hashprice",
+    "compute_demand",
+    "reserve",
+    "ppa",
+    "timer",
 ]
 
 

@@ -1,6 +1,7 @@
 """Grid-side events: node prices (grid.price.v1), carbon intensity (grid.carbon.v1), grid
 signals such as demand response, coincident-peak alerts, emergencies and reserve deployments
-(grid.signal.v1), and reserve (ancillary service) capacity prices (grid.reserve.v1)."""
+(grid.signal.v1), reserve (ancillary service) capacity prices (grid.reserve.v1), and a site's
+contracted carbon-free (PPA) supply (grid.ppa.v1)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,19 @@ class GridSignalEvent(IntervalEvent):
         if self.signal_type == "reserve_deployment" and self.reduction_mw is None:
             raise ValueError("a reserve_deployment needs reduction_mw (the MW deployed)")
         return self
+
+
+class PpaSupplyEvent(IntervalEvent):
+    """A site's contracted carbon-free supply (a PPA) over one interval, MW.
+
+    A shaped PPA (wind, solar) delivers a different MW every hour: ``forecast`` is the supply
+    expected (e.g. the contract's profile or a generation forecast, published ahead), ``actual``
+    the metered delivery, which replaces the forecast of its interval. Hourly CFE matching counts
+    the site's grid import up to this MW as carbon-free. Where no event covers an interval, the
+    engine plans with the site's flat ``ppa_mw`` from the sites file, and says so.
+    """
+
+    kind: Literal["ppa_supply"] = "ppa_supply"
+    site_id: Identifier
+    basis: Literal["actual", "forecast"] = "forecast"
+    supply_mw: NonNegativeMW = Field(description="Carbon-free MW contracted to the site.")

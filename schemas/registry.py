@@ -12,7 +12,13 @@ from pydantic import BaseModel
 
 from schemas.deadletter import DeadLetter
 from schemas.decision import DispatchDecision
-from schemas.grid import CarbonEvent, GridSignalEvent, PriceEvent, ReservePriceEvent
+from schemas.grid import (
+    CarbonEvent,
+    GridSignalEvent,
+    PpaSupplyEvent,
+    PriceEvent,
+    ReservePriceEvent,
+)
 from schemas.market import ComputeDemandEvent, HashpriceEvent
 from schemas.site import TelemetryEvent
 
@@ -50,6 +56,10 @@ TOPICS: tuple[TopicContract, ...] = (
     TopicContract(
         "grid.reserve.v1", ReservePriceEvent, "grid region", "Reserve capacity prices.", True,
         key_fields=("region",), route="reserve-prices",
+    ),
+    TopicContract(
+        "grid.ppa.v1", PpaSupplyEvent, "site", "Contracted carbon-free (PPA) supply.", True,
+        key_fields=("site_id",), site_keyed=True, route="ppa",
     ),
     TopicContract(
         "site.telemetry.v1", TelemetryEvent, "site", "Site measurements.", True,

@@ -1,15 +1,18 @@
 """Turning a grid history into the input events the live pipeline consumes, in event-time order.
 
-For each interval: the day-ahead prices released by then (when the column is present), the day's
-hashprice (once per day, when that column is present), each region's carbon intensity (when its
-value or hour changes), then each node's real-time price. A replay sends what a live feed would
-have sent, in the same order.
+For each interval: the day-ahead prices and the PPA supply forecasts released by then (when the
+history has them), the day's hashprice (once per day, when that column is present), each
+region's carbon intensity (when its value or hour changes), then each node's real-time price. A
+replay sends what a live feed would have sent, in the same order.
 
 Day-ahead prices are the forecast beyond the last real-time price. A day's day-ahead prices are
 released :data:`DAY_AHEAD_RELEASE` before that day starts (UTC): ERCOT posts its day-ahead
 market results around 13:30 Central the day before, i.e. about 10 h ahead of midnight Central
 (05:00-06:00 UTC); 12 h before midnight UTC is the same order and independent of the market's
 time zone. The first day of a history has its day-ahead prices from its first interval.
+
+A shaped PPA's expected hourly supply (:attr:`GridHistory.ppa`) is released with the day-ahead
+prices of its day: a contract profile (or a generation forecast) is known at least that early.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from pydantic import BaseModel
 
-from schemas import CarbonEvent, HashpriceEvent, PriceEvent
+from schemas import CarbonEvent, HashpriceEvent, PpaSupplyEvent, PriceEvent
 from streams.backtest.history import GridHistory
 
 #: How long before a (UTC) day its day-ahead prices become known.
@@ -53,6 +56,8 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
     releases = _day_ahead_releases(
         starts, ends, nodes, _column(frame, "day_ahead_price_usd_per_mwh", n)
     )
+    if history.ppa is not None and len(history.ppa):
+        releases = sorted(releases + _ppa_releases(history.ppa), key=lambda item: item[0])
     last_day: datetime | None = None
     last_carbon: dict[str, tuple[datetime, float]] = {}
     batch: IntervalBatch | None = None
@@ -63,7 +68,7 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
                 yield batch
             batch = IntervalBatch(start)
             while releases and releases[0][0] <= start:
-                batch.events.extend(("grid.price.v1", event) for event in releases.pop(0)[1])
+                batch.events.extend(releases.pop(0)[1])
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         hashprice = hashprices[i]
         if day != last_day and math.isfinite(hashprice) and hashprice > 0:
@@ -113,22 +118,54 @@ def _column(frame: pd.DataFrame, name: str, n: int) -> list[float]:
     return values
 
 
+Release = tuple[datetime, list[tuple[str, BaseModel]]]
+
+
 def _day_ahead_releases(
     starts: list[datetime], ends: list[datetime], nodes: list[str], prices: list[float]
-) -> list[tuple[datetime, list[PriceEvent]]]:
+) -> list[Release]:
     """Day-ahead price events grouped by when they become known, oldest release first."""
-    by_release: dict[datetime, list[PriceEvent]] = {}
+    by_release: dict[datetime, list[tuple[str, BaseModel]]] = {}
     for start, end, node, price in zip(starts, ends, nodes, prices, strict=True):
         if not math.isfinite(price):
             continue
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         by_release.setdefault(day - DAY_AHEAD_RELEASE, []).append(
-            PriceEvent(
-                interval_start=start,
-                interval_end=end,
-                node=node,
-                market="day_ahead",
-                price_usd_per_mwh=price,
+            (
+                "grid.price.v1",
+                PriceEvent(
+                    interval_start=start,
+                    interval_end=end,
+                    node=node,
+                    market="day_ahead",
+                    price_usd_per_mwh=price,
+                ),
+            )
+        )
+    return sorted(by_release.items(), key=lambda item: item[0])
+
+
+def _ppa_releases(rows: pd.DataFrame) -> list[Release]:
+    """PPA supply forecasts grouped by when they become known (with their day's day-ahead
+    prices), oldest release first."""
+    by_release: dict[datetime, list[tuple[str, BaseModel]]] = {}
+    starts = list(rows["interval_start_utc"].dt.to_pydatetime())
+    ends = list(rows["interval_end_utc"].dt.to_pydatetime())
+    sites = rows["site_id"].astype(str).tolist()
+    supply = rows["supply_mw"].astype(float).tolist()
+    for start, end, site_id, mw in zip(starts, ends, sites, supply, strict=True):
+        if not math.isfinite(mw):
+            continue
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        by_release.setdefault(day - DAY_AHEAD_RELEASE, []).append(
+            (
+                "grid.ppa.v1",
+                PpaSupplyEvent(
+                    interval_start=start,
+                    interval_end=end,
+                    site_id=site_id,
+                    supply_mw=max(0.0, mw),
+                ),
             )
         )
     return sorted(by_release.items(), key=lambda item: item[0])

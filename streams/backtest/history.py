@@ -213,6 +213,9 @@ class GridHistory:
     source: str
     removed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REMOVED_COLUMNS))
     resorted: bool = False
+    #: Contracted carbon-free supply expected per site and hour (a shaped PPA, published as
+    #: ``grid.ppa.v1`` forecasts; columns ``streams.backtest.ppa.PPA_COLUMNS``), or None.
+    ppa: pd.DataFrame | None = None
 
     def window(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> GridHistory:
         """The rows (and removals) with interval starts in ``[start, end)``."""
@@ -232,6 +235,7 @@ class GridHistory:
             self.source,
             cut(self.removed),
             self.resorted,
+            None if self.ppa is None else cut(self.ppa),
         )
 
     @property

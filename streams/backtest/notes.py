@@ -20,12 +20,16 @@ _NUMBERS = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?!\w)")
 _TOLD = (
     (
         re.compile(r"^price: # of # steps held at the last known value"),
-        "price held at the last known value over later horizon steps (history has no price "
-        "forecast)",
+        "price held at the last known value over later horizon steps (no price forecast covers "
+        "them, or they start within 30 minutes of the last real-time price)",
     ),
     (
         re.compile(r"^carbon intensity unknown for (\S+): emissions assumed #"),
         r"carbon intensity unknown for \1: the plan assumed zero emissions",
+    ),
+    (
+        re.compile(r"^ppa: # of # steps at the flat ppa_mw # MW"),
+        "PPA supply assumed flat (ppa_mw) beyond the released PPA forecasts",
     ),
     (
         re.compile(r"^battery charge unknown"),

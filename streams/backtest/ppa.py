@@ -9,9 +9,12 @@ nameplate, the hourly MW never exceeds it) or generation / mean (``basis = "aver
 (2022): any backtest hour takes the value of the same month, day and UTC hour of that year
 (29 February takes 28 February), a typical-year profile, not the year's actual weather.
 
-Only the scoring sees the shape (hourly CFE score, market-based emissions); the optimizer still
-plans against the flat ``ppa_mw`` (the engine fills ``SiteSnapshot.ppa_mw`` from
-``SiteConfig``), see docs/BACKTEST.md.
+The scoring reads the shape on the backtest grid (hourly CFE score, market-based emissions). The
+optimizer sees it the way a live worker would: as ``grid.ppa.v1`` forecast events, one per
+shaped site and hour (:func:`ppa_supply_rows`, published by :mod:`streams.backtest.events` when
+each UTC day's day-ahead prices are released), which the engine reads per horizon step, the
+flat ``ppa_mw`` where none covers a step. The forecast is the same typical-year shape the
+scoring uses: a contract profile known ahead, not a weather forecast with its errors.
 """
 
 from __future__ import annotations
@@ -80,3 +83,35 @@ def shaped_ppa_mw(
     ]
     out: FloatArray = np.vstack(rows) if rows else np.zeros((0, len(starts)))
     return out
+
+
+#: The columns of :func:`ppa_supply_rows` (also :attr:`GridHistory.ppa`).
+PPA_COLUMNS = ("site_id", "interval_start_utc", "interval_end_utc", "supply_mw")
+
+
+def ppa_supply_rows(
+    fleet: Fleet, hours: Sequence[datetime], shape: pd.Series, sites: Sequence[str] = ()
+) -> pd.DataFrame:
+    """One row per shaped site (all sites when none are named) and hour start: the PPA MW
+    expected over that hour (``ppa_mw`` x shape), the rows the backtest publishes as
+    ``grid.ppa.v1`` forecast events. Sites without a PPA (``ppa_mw`` 0) get none."""
+    on_grid = shape_on_grid(shape, hours) if len(hours) else np.zeros(0)
+    chosen = set(sites) or {s.site_id for s in fleet.sites}
+    starts = pd.DatetimeIndex(hours).tz_convert("UTC") if len(hours) else pd.DatetimeIndex([])
+    frames = [
+        pd.DataFrame(
+            {
+                "site_id": s.site_id,
+                "interval_start_utc": starts,
+                "interval_end_utc": starts + pd.Timedelta(hours=1),
+                "supply_mw": s.ppa_mw * on_grid,
+            }
+        )
+        for s in fleet.sites
+        if s.site_id in chosen and s.ppa_mw > 0
+    ]
+    if not frames:
+        return pd.DataFrame(columns=list(PPA_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values(
+        ["interval_start_utc", "site_id"], kind="stable", ignore_index=True
+    )

@@ -50,6 +50,7 @@ from streams.backtest.history import (
     utc_values,
 )
 from streams.backtest.mistakes import closest, one_line
+from streams.backtest.ppa import ppa_supply_rows, read_shape
 from streams.engine.fleet import Fleet, PoolConfig, SiteConfig
 from streams.engine.horizon import HorizonConfig
 from streams.engine.tomlfiles import read_toml
@@ -164,8 +165,9 @@ class EmergencySource(_Strict):
 
 
 class PpaProfileSource(_Strict):
-    """A shaped PPA for scoring (:mod:`streams.backtest.ppa`): each named site's ``ppa_mw``
-    follows the hourly wind and/or solar shape of a generation table."""
+    """A shaped PPA (:mod:`streams.backtest.ppa`): each named site's ``ppa_mw`` follows the
+    hourly wind and/or solar shape of a generation table, in the scoring and (``forecast``) in
+    what the optimizer plans against."""
 
     file: str = Field(description="Generation by fuel: datetime_utc, wind_mw, solar_mw.")
     profile: Literal["wind", "solar", "wind+solar"]
@@ -175,6 +177,12 @@ class PpaProfileSource(_Strict):
         "(shape = generation / mean).",
     )
     sites: tuple[str, ...] = Field(default=(), description="Sites shaped; empty: every site.")
+    forecast: bool = Field(
+        default=True,
+        description="Publish the shape as grid.ppa.v1 forecast events, each UTC day's known "
+        "when its day-ahead prices are, so gridshift plans against it; false: scoring only, "
+        "gridshift plans against the flat ppa_mw.",
+    )
 
 
 class SiteGroup(_Strict):
@@ -436,8 +444,21 @@ def load_markets(scenario: Scenario, data_dir: Path | None, scenario_dir: Path) 
         scenario.name,
         pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=REMOVED_COLUMNS),
     )
-    jumps = _jumps(hashprice)
-    return MarketData(history, prices, carbon, hashprice, jumps)
+    history.ppa = _ppa_supply(scenario, paths, combined)
+    return MarketData(history, prices, carbon, hashprice, _jumps(hashprice))
+
+
+def _ppa_supply(scenario: Scenario, paths: Paths, rows: pd.DataFrame) -> pd.DataFrame | None:
+    """The shaped PPA's hourly MW per shaped site over the hours the history covers (None
+    without ``[ppa]`` or when it is for scoring only)."""
+    ppa = scenario.ppa
+    if ppa is None or not ppa.forecast:
+        return None
+    shape = read_shape(paths.resolve(ppa.file, "ppa.file"), ppa.profile, ppa.basis)
+    first = rows["interval_start_utc"].min().floor("h")
+    last = rows["interval_end_utc"].max()
+    hours = [t.to_pydatetime() for t in pd.date_range(first, last, freq="h", inclusive="left")]
+    return ppa_supply_rows(scenario.fleet(), hours, shape, ppa.sites)
 
 
 def _carbon_file(path: Path, market: MarketSource) -> tuple[pd.DataFrame, pd.DataFrame]:

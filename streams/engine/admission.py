@@ -6,12 +6,13 @@ and only where the caller provides one (the live worker). A backtest or an offli
 none and admits every input as before. Two classes of input:
 
 - **observed** inputs describe the present (real-time prices, telemetry, actual carbon
-  intensity): one dated more than ``max_clock_skew`` ahead of the wall clock comes from a wrong
-  clock, and would otherwise become the fleet's "now" or its freshest measurement;
-- **foresight** may be dated ahead (day-ahead, forecast and reserve prices, carbon forecasts, grid
-  signals announced ahead, compute-demand windows, hashprice), up to ``max_lookahead``: a bound
-  on how far ahead anything is worth knowing, which also bounds the memory future points take
-  (pruning only drops the past).
+  intensity, metered PPA supply): one dated more than ``max_clock_skew`` ahead of the wall clock
+  comes from a wrong clock, and would otherwise become the fleet's "now" or its freshest
+  measurement;
+- **foresight** may be dated ahead (day-ahead, forecast and reserve prices, carbon and PPA supply
+  forecasts, grid signals announced ahead, compute-demand windows, hashprice), up to
+  ``max_lookahead``: a bound on how far ahead anything is worth knowing, which also bounds the
+  memory future points take (pruning only drops the past).
 
 A rejected input gets reason ``future_dated`` and a one-line error naming its kind, its time and
 the limit; it changes nothing. This module owns the rule and nothing else: it does not fold
@@ -31,6 +32,7 @@ from schemas import (
     ComputeDemandEvent,
     GridSignalEvent,
     HashpriceEvent,
+    PpaSupplyEvent,
     PriceEvent,
     ReservePriceEvent,
     TelemetryEvent,
@@ -46,6 +48,7 @@ Input = (
     | HashpriceEvent
     | ComputeDemandEvent
     | ReservePriceEvent
+    | PpaSupplyEvent
 )
 WallClock = Callable[[], datetime]
 
@@ -90,6 +93,8 @@ def is_observed(event: Input) -> bool:
         return cast(PriceEvent, event).market == "real_time"
     if kind is CarbonEvent:
         return cast(CarbonEvent, event).basis == "actual"
+    if kind is PpaSupplyEvent:
+        return cast(PpaSupplyEvent, event).basis == "actual"
     return False
 
 
@@ -125,6 +130,8 @@ def describe(event: Input) -> str:  # noqa: PLR0911 - one answer per input kind
             return "hashprice"
         case ReservePriceEvent():
             return f"{event.market} {event.product} reserve price for {event.region}"
+        case PpaSupplyEvent():
+            return f"{event.basis} PPA supply for {event.site_id}"
 
 
 def _seconds(value: float | None) -> timedelta | None:

@@ -73,6 +73,22 @@ class Curve:
             priority=point.priority,
         )
 
+    def newest_of(self, instant: datetime, priority: int, limit: int = 64) -> Lookup | None:
+        """The newest point starting at or before ``instant`` whose priority is at least
+        ``priority`` (the last real-time price beneath day-ahead points that start after it),
+        looking back over at most ``limit`` points; None when none of them has it."""
+        index = bisect.bisect_right(self._starts, instant)
+        for back in range(index - 1, max(-1, index - 1 - limit), -1):
+            point = self._points[self._starts[back]]
+            if point.priority >= priority:
+                return Lookup(
+                    point.value,
+                    held=not (point.start <= instant < point.end),
+                    start=point.start,
+                    priority=point.priority,
+                )
+        return None
+
     def prune_before(self, instant: datetime) -> None:
         """Forget points that ended before ``instant``, keeping the last one for hold-last."""
         index = bisect.bisect_left(self._starts, instant)

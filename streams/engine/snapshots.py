@@ -2,7 +2,8 @@
 
 Only past data is used: a snapshot at ``now`` reads curve points that start at or before each
 step, and says in ``notes`` which values were held or assumed. Compute-demand windows apply
-per step, over their own interval only. What the site draws now (the mining ramp's anchor, the
+per step, over their own interval only, and so does a site's PPA supply (the flat ``ppa_mw``
+where no PPA event covers a step). What the site draws now (the mining ramp's anchor, the
 baseline a ``reduction_mw`` signal is measured from, the battery's charge) comes from telemetry
 only while it is fresh (``FleetState.stale_telemetry_after``); otherwise from the site's last
 decision for an earlier interval (what it was told to run), else a stated assumption. It must
@@ -35,6 +36,11 @@ from streams.engine.state import REAL_TIME_PRIORITY, FleetState
 
 #: How fast a day-ahead forecast's error at the last real-time price fades over the steps after it.
 FORECAST_ERROR_DECAY = timedelta(hours=2)
+#: Steps starting up to this long after the last real-time interval starts hold its price, the
+#: forecast only after: on ERCOT's 15-minute prices (HB_SOUTH, June-December 2024) the held price
+#: decides mining better than the corrected day-ahead price 15 and 30 minutes on, and worse from
+#: 45 minutes on, in most months (docs/OPTIMIZER.md, "Price path").
+FORECAST_PERSISTENCE = timedelta(minutes=30)
 _NO_CURVE = Curve()  # read where a region has no carbon data yet; never written
 
 
@@ -127,10 +133,13 @@ def build_snapshot(
     if prices[0] is None or hashprices[0] is None:
         return None
     notes: list[str] = []
-    price_values, forecast_steps = _price_path(
-        prices, reads, state.price_forecasts.get(site.price_node), starts
+    price_values, forecast_steps, held = _price_path(
+        prices,
+        reads,
+        state.price_forecasts.get(site.price_node),
+        starts,
+        anchor=price_curve.newest_of(now, REAL_TIME_PRIORITY),
     )
-    held = sum(1 for p in prices if p is None or p.held)
     if forecast_steps:
         notes.append(
             f"price: {forecast_steps} of {horizon.n_steps} steps from the day-ahead forecast, "
@@ -172,7 +181,7 @@ def build_snapshot(
         signal_cap_mw=caps,
         carbon_price_usd_per_t=site.carbon_price_usd_per_t,
         onsite_cfe_mw=ones * site.onsite_cfe_mw,
-        ppa_mw=ones * site.ppa_mw,
+        ppa_mw=_ppa_supply(state, site, now, reads, notes),
         peak_cost_usd_per_mw=peaks,
         mining_now_mw=draw.mining_now_mw,
         battery_soc_mwh=draw.battery_soc_mwh,
@@ -195,34 +204,45 @@ def _price_path(
     reads: RoundReads,
     forecasts: Curve | None,
     starts: tuple[datetime, ...],
-) -> tuple[np.ndarray, int]:
-    """The price of every step, and how many steps came from the day-ahead forecast.
+    *,
+    anchor: Lookup | None,
+) -> tuple[np.ndarray, int, int]:
+    """The price of every step, how many came from the day-ahead forecast and how many were held.
 
-    A step covered by a real-time price takes it. Beyond the last real-time price, a step
-    covered by a day-ahead (or other forecast) price takes that forecast plus the forecast's
-    error at the last real-time interval, an error that decays with e-folding time
-    :data:`FORECAST_ERROR_DECAY`: right after a spike the next steps stay near the spike, hours
-    later they follow the day-ahead shape. A step that nothing covers holds the last value.
+    A step covered by a real-time price takes it. Beyond the last real-time price (``anchor``:
+    the newest real-time interval at or before now, even where a day-ahead interval starting
+    later covers now), a step starting within :data:`FORECAST_PERSISTENCE` of the anchor holds
+    the anchor's price (persistence); a later step covered by a day-ahead (or other forecast)
+    price takes that forecast plus the forecast's error at the anchor, an error that decays with
+    e-folding time :data:`FORECAST_ERROR_DECAY`: the steps after a spike stay near the spike,
+    hours later they follow the day-ahead shape. A step that nothing covers holds the last value.
     """
     path = _fill(prices)
+    held = sum(1 for p in prices if p is None or p.held)
     if forecasts is None:
-        return path, 0
-    anchor = prices[0]  # the price at now: the last real-time interval (held or covering)
+        return path, 0, held
     error = 0.0
-    if anchor is not None and anchor.start is not None and anchor.priority == REAL_TIME_PRIORITY:
+    if anchor is not None and anchor.start is not None:
         expected = forecasts.at(anchor.start)
         if expected is not None and not expected.held:
             error = anchor.value - expected.value
+    origin = anchor.start if anchor is not None and anchor.start is not None else None
     ahead = reads.read(forecasts, starts[0])
     used = 0
     for k, (lookup, forecast) in enumerate(zip(prices, ahead, strict=True)):
         covered = lookup is not None and not lookup.held and lookup.priority == REAL_TIME_PRIORITY
         if covered or forecast is None or forecast.held:
             continue
-        since = starts[k] - (anchor.start if anchor and anchor.start else starts[0])
+        since = starts[k] - (origin or starts[0])
+        if anchor is not None and origin is not None and since <= FORECAST_PERSISTENCE:
+            # Held at the last real-time price (counted as held, not as forecast).
+            held += lookup is not None and not lookup.held
+            path[k] = anchor.value
+            continue
         path[k] = forecast.value + error * math.exp(-since / FORECAST_ERROR_DECAY)
         used += 1
-    return path, used
+        held -= lookup is None or lookup.held
+    return path, used, held
 
 
 def _reserve_inputs(
@@ -258,6 +278,31 @@ def _reserve_inputs(
         book=book or CommitmentBook(),
         deployments=deployments,
     )
+
+
+def _ppa_supply(
+    state: FleetState, site: SiteConfig, now: datetime, reads: RoundReads, notes: list[str]
+) -> np.ndarray:
+    """Per step: the site's contracted carbon-free MW, from the PPA supply events covering the
+    step, else the sites file's flat ``ppa_mw``.
+
+    A shaped PPA's MW is never held beyond its interval (last hour's solar says nothing about
+    the night): a step no event covers takes the flat value, and the notes say how many did.
+    A site that never received a PPA event plans with its flat contract, as configured.
+    """
+    curve = state.ppa.get(site.site_id)
+    n = reads.horizon.n_steps
+    if curve is None:
+        return np.full(n, site.ppa_mw)
+    lookups = reads.read(curve, now)
+    supply = [site.ppa_mw if v is None or v.held else v.value for v in lookups]
+    assumed = sum(1 for v in lookups if v is None or v.held)
+    if assumed:
+        notes.append(
+            f"ppa: {assumed} of {n} steps at the flat ppa_mw {site.ppa_mw:.1f} MW "
+            "(no PPA supply event covers them)"
+        )
+    return np.asarray(supply, dtype=float)
 
 
 def _fill(values: list[Lookup | None], default: float | None = None) -> np.ndarray:

@@ -1,12 +1,13 @@
-"""Per-fleet input state of one worker: latest curves (prices, carbon, hashprice, reserve prices),
-telemetry, GPU demand windows, active signals, and the event-time clocks.
+"""Per-fleet input state of one worker: latest curves (prices, carbon, hashprice, reserve prices,
+each site's PPA supply), telemetry, GPU demand windows, active signals, and the event-time clocks.
 
 Applying an event updates the state and says which sites it affects (so they re-plan). State is
 bounded: curves are pruned behind each site's event-time clock.
 
 The clock rule (DESIGN.md, "Event time rules"): only observed real-time information moves the
 decision clock, i.e. real-time prices (a node's clock is its newest real-time interval; the
-fleet's clock is the newest of those). Day-ahead and forecast prices, reserve prices, carbon,
+fleet's clock is the newest of those). Day-ahead and forecast prices, reserve prices, carbon, PPA
+supply,
 signals announced ahead, compute-demand windows and telemetry fill their curves and records,
 never the clock.
 Bounds: live, :attr:`FleetState.admission` turns away inputs dated absurdly far ahead of the
@@ -25,6 +26,7 @@ from schemas import (
     ComputeDemandEvent,
     GridSignalEvent,
     HashpriceEvent,
+    PpaSupplyEvent,
     PriceEvent,
     ReservePriceEvent,
     TelemetryEvent,
@@ -43,6 +45,7 @@ InputEvent = (
     | HashpriceEvent
     | ComputeDemandEvent
     | ReservePriceEvent
+    | PpaSupplyEvent
 )
 
 _MARKET_PRIORITY = {"real_time": 2, "day_ahead": 1, "forecast": 0}
@@ -98,6 +101,8 @@ class FleetState:
     hashprice: Curve = field(default_factory=Curve)
     #: Reserve capacity prices by (region, product): day-ahead clearing prices, $/MW-h.
     reserve_prices: dict[tuple[str, str], Curve] = field(default_factory=dict)
+    #: Contracted carbon-free (PPA) supply by site, MW: forecast beneath actual.
+    ppa: dict[str, Curve] = field(default_factory=dict)
     signals: dict[str, GridSignalEvent] = field(default_factory=dict)
     telemetry: dict[str, TelemetryEvent] = field(default_factory=dict)
     demand: dict[str, Windows[ComputeDemandEvent]] = field(default_factory=dict)
@@ -216,6 +221,15 @@ class FleetState:
                     0,  # day-ahead only, one price per product and interval
                 )
                 return Applied(self._reserve_by_region.get(event.region, frozenset()), "reserve")
+            case PpaSupplyEvent():
+                _put(
+                    self.ppa.setdefault(self._known(event.site_id), Curve()),
+                    event.interval_start,
+                    event.interval_end,
+                    event.supply_mw,
+                    _BASIS_PRIORITY[event.basis],
+                )
+                return Applied(frozenset({event.site_id}), "ppa")
             case ComputeDemandEvent():
                 self._known(event.site_id)
                 # A window applies over its own interval only (a window for tomorrow leaves
@@ -297,6 +311,7 @@ class FleetState:
             *self.price_forecasts.values(),
             *self.carbon.values(),
             *self.reserve_prices.values(),
+            *self.ppa.values(),
         )
         for curve in (*curves, self.hashprice):
             curve.prune_before(horizon)

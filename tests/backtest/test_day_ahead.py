@@ -18,7 +18,9 @@ from streams.backtest.history import (
     load_mapping,
     read_history,
 )
+from streams.backtest.report import run_backtest
 from streams.backtest.run import _feed
+from streams.backtest.scenario import load_scenario, scenario_paths
 from streams.backtest.synthetic import synthetic_week
 
 START = datetime(2024, 8, 18, 5, tzinfo=UTC)
@@ -66,3 +68,35 @@ def test_the_ercot_replay_mapping_reads_the_day_ahead_column(data_dir: Path) -> 
     first = frame["interval_start_utc"].iloc[0]
     assert first == pd.Timestamp("2024-06-01T05:00:00Z")
     assert frame["day_ahead_price_usd_per_mwh"].iloc[0] == pytest.approx(24.57)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    "week",
+    [datetime(2024, 8, 18, tzinfo=UTC), datetime(2024, 6, 9, tzinfo=UTC)],
+    ids=["2024-08-18", "2024-06-09"],
+)
+def test_day_ahead_prices_as_the_forecast_no_longer_lose_to_the_threshold_rule(
+    data_dir: Path, week: datetime
+) -> None:
+    """The 15-minute replay (northern-data, settled prices one interval late) with day-ahead
+    prices as the forecast: the first 30 minutes after the last real-time price hold it, the
+    corrected day-ahead price follows (docs/OPTIMIZER.md, "Price path"). Before, the corrected
+    day-ahead price decided the next interval, and at the top of every hour lost its correction:
+    gridshift earned $13,702 (August week) and $15,883 (June week) less than the threshold
+    rule; now $11,731 more and the same."""
+    shipped = load_scenario(scenario_paths()["northern-data"])
+    market = shipped.markets[0].model_copy(update={"day_ahead_forecast": True})
+    scenario = shipped.model_copy(update={"markets": (market,)})
+    result = run_backtest(
+        scenario,
+        data_dir,
+        Path("scenarios"),
+        start=week,
+        end=week + timedelta(days=7),
+        show_progress=False,
+    )
+    scores = result.scores
+    assert scores["gridshift"].net_margin_usd >= scores["threshold"].net_margin_usd
+    kinds = result.dispatch["gridshift"].notes
+    assert any("from the day-ahead forecast" in kind for kind in kinds)  # it was used

@@ -17,6 +17,7 @@ from streams.backtest.scenario import (
     MarketSource,
     Scenario,
     SiteGroup,
+    load_markets,
     load_scenario,
     scenario_paths,
 )
@@ -157,6 +158,26 @@ def test_the_shipped_scenarios_load_and_name_the_shared_data_with_data_paths() -
             m.carbon_file for m in scenario.markets if m.carbon_file
         ]
         assert all(f.startswith("data:") for f in files), files
+
+
+@pytest.mark.parametrize("forecast", [True, False])
+def test_a_shaped_ppa_reaches_the_history_as_hourly_supply_unless_for_scoring_only(
+    tmp_path: Path, forecast: bool
+) -> None:
+    own_table(tmp_path)
+    rows = "\n".join(f"2022-08-18T{h:02d}:00:00Z,0,{h}" for h in range(24))
+    (tmp_path / "mix.csv").write_text(f"datetime_utc,wind_mw,solar_mw\n{rows}\n")
+    top = f'[ppa]\nfile = "mix.csv"\nprofile = "solar"\nforecast = {str(forecast).lower()}\n'
+    path = own_scenario(tmp_path, top=top, site=site_toml(ppa_mw=23.0))
+    scenario = load_scenario(path)
+    history = load_markets(scenario, None, tmp_path).history
+    if not forecast:
+        assert history.ppa is None  # scoring only: gridshift plans against the flat ppa_mw
+        return
+    assert history.ppa is not None
+    assert len(history.ppa) == 24  # one row per hour of the one-day table, for site-a
+    by_hour = history.ppa.set_index(history.ppa["interval_start_utc"].dt.hour)["supply_mw"]
+    assert by_hour[11] == pytest.approx(11.0)  # 23 MW x 11 / 23 (synthetic shape)
 
 
 # ---------------------------------------------------------------- the reference

@@ -24,8 +24,9 @@ NUMERIC = {
     "site.telemetry.v1": "mining_available_mw",
     "market.hashprice.v1": "hashprice_usd_per_th_day",
     "compute.demand.v1": "demand_mw",
+    "grid.ppa.v1": "supply_mw",
 }
-SITE_SCOPED = ("site.telemetry.v1", "compute.demand.v1")
+SITE_SCOPED = ("site.telemetry.v1", "compute.demand.v1", "grid.ppa.v1")
 
 
 def _dump(payload: Any) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import pytest
 
@@ -15,6 +16,7 @@ from schemas import (
     ComputeDemandEvent,
     GridSignalEvent,
     HashpriceEvent,
+    PpaSupplyEvent,
     PriceEvent,
     ReservePriceEvent,
     TelemetryEvent,
@@ -95,6 +97,15 @@ def _reserve(t: datetime) -> ReservePriceEvent:
     )
 
 
+def _ppa(basis: Literal["actual", "forecast"]) -> Callable[[datetime], PpaSupplyEvent]:
+    def make(t: datetime) -> PpaSupplyEvent:
+        return PpaSupplyEvent(
+            interval_start=t, interval_end=t + Q, site_id=SITE, basis=basis, supply_mw=1.0
+        )
+
+    return make
+
+
 def _telemetry(t: datetime) -> TelemetryEvent:
     return telemetry(SITE, 0, t0=t, mining_available_mw=0.0)
 
@@ -112,6 +123,8 @@ KINDS: dict[str, tuple[str, Callable[[datetime], InputEvent], bool]] = {
     "compute demand": ("compute.demand.v1", _demand, False),
     "hashprice": ("market.hashprice.v1", _hashprice, False),
     "reserve price": ("grid.reserve.v1", _reserve, False),
+    "ppa forecast": ("grid.ppa.v1", _ppa("forecast"), False),
+    "ppa actual": ("grid.ppa.v1", _ppa("actual"), True),
 }
 AHEAD: dict[str, Callable[[datetime], datetime]] = {
     "+6 h": lambda wall: wall + timedelta(hours=6),

@@ -20,7 +20,12 @@ from schemas import (
 )
 from streams.engine.decisions import decision_id, to_decision
 from streams.engine.fleet import Fleet
-from streams.engine.snapshots import FORECAST_ERROR_DECAY, RoundReads, build_snapshot
+from streams.engine.snapshots import (
+    FORECAST_ERROR_DECAY,
+    FORECAST_PERSISTENCE,
+    RoundReads,
+    build_snapshot,
+)
 from streams.engine.state import FleetState, UnknownSiteError
 from tests.factories import mining_site, telemetry
 
@@ -273,8 +278,8 @@ def test_day_ahead_prices_are_foresight_not_a_clock(state: FleetState) -> None:
     state.apply(hashprice())
     state.apply(price(0, 20.0))
     tomorrow = PriceEvent(
-        interval_start=T0 + 2 * Q,
-        interval_end=T0 + 3 * Q,
+        interval_start=T0 + 3 * Q,
+        interval_end=T0 + 4 * Q,
         node="HB_SOUTH",
         market="day_ahead",
         price_usd_per_mwh=300.0,
@@ -283,15 +288,16 @@ def test_day_ahead_prices_are_foresight_not_a_clock(state: FleetState) -> None:
     view = build_snapshot(state, site, H4)
     assert view is not None
     assert view.now == T0  # still the newest real-time interval
-    assert list(view.snapshot.price_usd_per_mwh) == [20.0, 20.0, 300.0, 300.0]
+    assert list(view.snapshot.price_usd_per_mwh) == [20.0, 20.0, 20.0, 300.0]
     assert "price: 2 of 4 steps held at the last known value" in view.notes
 
 
 def test_day_ahead_prices_forecast_the_horizon_corrected_by_their_last_error(
     state: FleetState,
 ) -> None:
-    """Beyond the last real-time price, steps follow the day-ahead shape plus the day-ahead
-    price's error at the last real-time interval, fading with FORECAST_ERROR_DECAY."""
+    """Beyond the last real-time price, the steps starting within FORECAST_PERSISTENCE of it
+    hold it; later steps follow the day-ahead shape plus the day-ahead price's error at the last
+    real-time interval, fading with FORECAST_ERROR_DECAY."""
     site = state.sites["site-a"]
     state.apply(hashprice())
     for k, value in enumerate([30.0, 40.0, 50.0, 60.0]):
@@ -307,10 +313,11 @@ def test_day_ahead_prices_forecast_the_horizon_corrected_by_their_last_error(
     state.apply(price(0, 130.0))  # real time came in $100 above the day-ahead price
     view = build_snapshot(state, site, H4)
     assert view is not None
-    decay = [math.exp(-k * Q / FORECAST_ERROR_DECAY) for k in range(4)]
-    expected = [130.0] + [da + 100.0 * decay[k] for k, da in enumerate([30.0, 40, 50, 60]) if k]
+    assert FORECAST_PERSISTENCE == 2 * Q
+    expected = [130.0, 130.0, 130.0, 60.0 + 100.0 * math.exp(-3 * Q / FORECAST_ERROR_DECAY)]
     assert list(view.snapshot.price_usd_per_mwh) == pytest.approx(expected)
-    assert any("3 of 4 steps from the day-ahead forecast" in n for n in view.notes)
+    assert any("1 of 4 steps from the day-ahead forecast" in n for n in view.notes)
+    assert "price: 2 of 4 steps held at the last known value" in view.notes
     # Without day-ahead prices the last real-time price is held, as before.
     bare = FleetState(state.fleet)
     bare.apply(hashprice())
@@ -318,3 +325,34 @@ def test_day_ahead_prices_forecast_the_horizon_corrected_by_their_last_error(
     held = build_snapshot(bare, site, H4)
     assert held is not None
     assert list(held.snapshot.price_usd_per_mwh) == [130.0] * 4
+
+
+def test_the_forecast_is_corrected_from_the_last_real_time_price_when_a_day_ahead_hour_covers_now(
+    state: FleetState,
+) -> None:
+    """Settled prices arrive an interval late: at the top of an hour the newest real-time price
+    is the previous interval's, and the day-ahead hour starting now covers now. The correction
+    still starts from that real-time price (a spike carries on into the next steps) instead of
+    taking the raw day-ahead price for the whole horizon."""
+    site = state.sites["site-a"]
+    state.apply(hashprice())
+    hour = timedelta(hours=1)
+    for start in (T0 - hour, T0):
+        state.apply(
+            PriceEvent(
+                interval_start=start,
+                interval_end=start + hour,
+                node="HB_SOUTH",
+                market="day_ahead",
+                price_usd_per_mwh=50.0,
+            )
+        )
+    state.apply(price(-1, 1050.0))  # the last settled interval spiked $1,000 above day-ahead
+    view = build_snapshot(state, site, H4, now=T0)
+    assert view is not None
+    decay = [math.exp(-(k + 1) * Q / FORECAST_ERROR_DECAY) for k in range(4)]
+    # 15 and 30 minutes after the spike: held; later: day-ahead plus the fading error.
+    expected = [1050.0, 1050.0] + [50.0 + 1000 * d for d in decay[2:]]
+    assert list(view.snapshot.price_usd_per_mwh) == pytest.approx(expected)
+    assert any("2 of 4 steps from the day-ahead forecast" in n for n in view.notes)
+    assert "price: 2 of 4 steps held at the last known value" in view.notes

@@ -35,6 +35,12 @@ VALID: dict[str, dict[str, Any]] = {
         "product": "ecrs",
         "price_usd_per_mw_h": 498.0,
     },
+    "grid.ppa.v1": {
+        "interval_start": "2024-08-21T00:00:00Z",
+        "interval_end": "2024-08-21T01:00:00Z",
+        "site_id": "site-a",
+        "supply_mw": 42.5,
+    },
     "site.telemetry.v1": {
         "interval_start": START,
         "interval_end": END,
