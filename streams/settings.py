@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
 
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from optimizer import Horizon
 from streams.engine.horizon import HorizonConfig
+from streams.engine.reserves import COMMIT_LEAD
 from streams.errors import GridshiftError
 
 
@@ -87,6 +89,16 @@ class Settings(BaseSettings):
         default=1800.0,
         gt=0.0,
         description="Event-time age of a site's last price after which it runs the fail-safe.",
+    )
+    # ERCOT's day-ahead market sells each hour 14 h (hour 00:00) to 38 h (hour 23:00) ahead; the
+    # rule sells an hour when it first appears whole in the horizon, if it starts at least this
+    # far ahead (streams/engine/reserves.py). A lead at or above the horizon sells nothing.
+    reserve_commit_lead_h: float = Field(
+        default=COMMIT_LEAD / timedelta(hours=1),
+        ge=0.0,
+        le=48.0,
+        description="How far ahead (hours) an hour must start for reserve to be sold in it "
+        "(day-ahead); 14 = ERCOT's shortest lead, 0 = up to the hour itself.",
     )
     failsafe_mining_fraction: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Mining kept by the fail-safe (share of fleet)."
@@ -215,6 +227,10 @@ class Settings(BaseSettings):
     def horizon(self) -> Horizon:
         """The optimizer's rolling horizon (fine steps near now, coarse later)."""
         return self.horizon_config().build()
+
+    def reserve_commit_lead(self) -> timedelta:
+        """The reserve commitment lead the worker's decider sells with."""
+        return timedelta(hours=self.reserve_commit_lead_h)
 
     def topic(self, name: str) -> str:
         """The broker-side name of a contract topic."""

@@ -17,6 +17,13 @@ before sending (it waits while the broker is away or a topic is missing) and
 :meth:`BrokerWatch.confirm` after the acknowledgement: a listing started after it must show the
 topic, with no outage or lost topic in between (the watch's ``epoch`` did not move). Otherwise the
 send raises :class:`DeliveryUncertainError` and the sender retries with its inputs uncommitted.
+
+A topic that was lost took its log with it: the offsets the worker read, acked and committed there
+belong to a log that no longer exists, and the new one starts again at 0. Whenever the watch finds
+topics lost (recreated after an outage, or missing from a listing) it moves its ``log_generation``,
+logs it once, and awaits every ``on_log_lost`` callback with the lost topics *before* it sets
+``ready``: the worker forgets its positions on them and reads the new log from its start before
+any delivery (and so any ack or commit) is admitted again.
 """
 
 from __future__ import annotations
@@ -42,6 +49,18 @@ _TOPIC_ALREADY_EXISTS = 36
 #: Longest a topic listing may take before it counts as failed.
 LIST_TIMEOUT_S = 5.0
 Probe = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class LogLoss:
+    """Topics whose log the broker lost, and the log generation that starts with the loss."""
+
+    topics: frozenset[str]
+    generation: int
+
+
+#: Told about a lost log; awaited before deliveries are admitted again.
+OnLogLost = Callable[[LogLoss], Awaitable[None]]
 
 
 class DeliveryUncertainError(GridshiftError):
@@ -96,6 +115,12 @@ class BrokerWatch:
     #: Moves on every outage and whenever a listing finds a topic missing: a send that started
     #: in an earlier epoch cannot be trusted.
     epoch: int = 0
+    #: Moves whenever the broker is found to have lost topics (their log with them); what was
+    #: read from them before belongs to a log that no longer exists.
+    log_generation: int = 0
+    logs_lost: int = 0
+    #: Awaited (in order) with each loss, before ``ready`` is set again.
+    on_log_lost: list[OnLogLost] = field(default_factory=list)
     #: Topics the last listing did not show.
     missing: frozenset[str] = frozenset()
     #: Topics whose partition count is not the declared one (topic -> partitions found).
@@ -109,6 +134,8 @@ class BrokerWatch:
     _queued: asyncio.Task[dict[str, int]] | None = None
     _running: asyncio.Task[dict[str, int]] | None = None
     _closed: bool = False
+    #: Topics seen missing whose loss the callbacks have not been told of yet.
+    _lost: set[str] = field(default_factory=set)
 
     async def run(self) -> None:
         """Probe forever, and check the topics every ``topic_check_interval_s`` (cancel to
@@ -133,6 +160,7 @@ class BrokerWatch:
         reachable = await self.probe()
         if reachable == self.up:
             return
+        recreated: list[str] = []
         if not reachable:
             self._down_since = time.monotonic()
             self.outages += 1
@@ -146,9 +174,15 @@ class BrokerWatch:
         else:
             outage_s = time.monotonic() - (self._down_since or time.monotonic())
             recreated = await self._restore_topics(self.partitions_by_topic)
+            self._lost.update(recreated)
             log.warning(
                 "broker reachable again"
-                + (" (it kept nothing across its restart: topics recreated)" if recreated else ""),
+                + (
+                    " (it kept nothing across its restart: topics recreated, their old offsets "
+                    "forgotten, the new log read from its start)"
+                    if recreated
+                    else ""
+                ),
                 extra={
                     "bootstrap": self.connection.bootstrap,
                     "after_s": round(outage_s, 1),
@@ -159,6 +193,7 @@ class BrokerWatch:
         if self.on_change is not None:
             self.on_change(reachable)
         if reachable:
+            await self._forget_lost(said=bool(recreated))
             self._verify_soon.set()  # confirm the topics before anything is delivered again
         self._changed.set()
 
@@ -172,6 +207,7 @@ class BrokerWatch:
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("could not list topics", extra={"error": repr(exc)})
             return False
+        await self._forget_lost()
         if not self.missing and self.up:
             self.ready.set()
         return not self.missing
@@ -233,12 +269,35 @@ class BrokerWatch:
         if client is not None:
             await client.close()
 
+    async def _forget_lost(self, *, said: bool = False) -> None:
+        """Tell the callbacks which topics lost their log (a new log generation), before
+        ``ready`` may be set again; one log line unless the caller's line ``said`` it."""
+        if not self._lost:
+            return
+        topics, self._lost = frozenset(self._lost), set()
+        self.log_generation += 1
+        self.logs_lost += 1
+        (log.info if said else log.warning)(
+            "the broker lost the log of topics the worker uses: their old offsets are forgotten "
+            "(nothing read there is committed) and the new log is read from its start",
+            extra={"topics": sorted(topics), "log_generation": self.log_generation},
+        )
+        loss = LogLoss(topics, self.log_generation)
+        for callback in self.on_log_lost:
+            try:
+                await callback(loss)
+            except Exception:
+                # One part failing to reset must not stop the others (or the watch).
+                log.exception("could not forget the lost log", extra={"topics": sorted(topics)})
+
     # ------------------------------------------------------------------ listing
     def _observe(self, listed: dict[str, int]) -> dict[str, int]:
         """Take in a listing: which declared topics are missing or misshapen."""
         missing = frozenset(t for t in self.partitions_by_topic if t not in listed)
         if missing:
             self.ready.clear()
+            # Its log is gone even if someone recreates the topic before the watch does.
+            self._lost.update(missing)
         if missing - self.missing:
             # A topic went missing: sends of the epoch before are not to be trusted.
             self.epoch += 1

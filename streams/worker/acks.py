@@ -14,8 +14,11 @@ acknowledge records no one can read).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from streams.kafka.watch import LogLoss
 
 #: How long a send waits for the broker and its topics before it fails (and is retried).
 ADMIT_TIMEOUT_S = 30.0
@@ -39,35 +42,80 @@ async def deliver(gate: Gate, topic: Any, *, key: bytes | None, value: Any) -> N
     await gate.confirm(topic.get_topic_name(), epoch)
 
 
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """An applied event (a faust event, or the telemetry lane's offsets) and the log generation
+    it was read in."""
+
+    stream: Any  # has ``async ack(event)``: a faust stream, or the telemetry lane
+    event: Any
+    generation: int
+
+
+def _topics(event: Any) -> Collection[str]:
+    """The topics an event's offsets belong to: a faust event's message topic, or the topics of
+    an offsets map (the telemetry lane's); none known for anything else."""
+    if isinstance(event, Mapping):
+        return {getattr(tp, "topic", "") for tp in event}
+    message = getattr(event, "message", None)
+    topic = getattr(message, "topic", None)
+    return (topic,) if isinstance(topic, str) else ()
+
+
 @dataclass
 class AckLedger:
     """Applied events waiting for their decisions to be delivered."""
 
-    pending: list[tuple[Any, Any]] = field(default_factory=list)  # (faust stream, event)
+    pending: list[Parked] = field(default_factory=list)
     acked: int = 0
+    #: Events released but not acked: read from a log the broker lost since.
+    forgotten: int = 0
     #: Events taken by a round that has not released or restored them yet.
     in_flight: int = 0
+    #: The current log generation (moved by :meth:`log_lost`).
+    generation: int = 0
+    #: Called with each forgotten ``(stream, event)`` instead of acking it.
+    discard: Callable[[Any, Any], None] | None = None
+    _lost_in: dict[str, int] = field(default_factory=dict)  # topic -> generation of its loss
 
-    def park(self, stream: Any, event: Any) -> None:
-        self.pending.append((stream, event))
+    def park(self, stream: Any, event: Any, generation: int | None = None) -> None:
+        """Hold ``event`` until its decisions are delivered; ``generation``: the log generation
+        it was read in (default: the current one)."""
+        read_in = self.generation if generation is None else generation
+        self.pending.append(Parked(stream, event, read_in))
 
-    def take(self) -> list[tuple[Any, Any]]:
+    def take(self) -> list[Parked]:
         """The events a round answers: everything parked so far."""
         taken, self.pending = self.pending, []
         self.in_flight += len(taken)
         return taken
 
-    def restore(self, taken: list[tuple[Any, Any]]) -> None:
+    def restore(self, taken: list[Parked]) -> None:
         """Give back events whose round failed, ahead of those parked since."""
         self.in_flight -= len(taken)
         self.pending[:0] = taken
 
-    async def release(self, taken: list[tuple[Any, Any]]) -> None:
-        """Ack events whose decisions were delivered (their offsets may now be committed)."""
+    async def release(self, taken: list[Parked]) -> None:
+        """Ack events whose decisions were delivered (their offsets may now be committed),
+        except those read from a log lost since: their offsets mean nothing in the new one."""
         self.in_flight -= len(taken)
-        for stream, event in taken:
-            await stream.ack(event)
-        self.acked += len(taken)
+        for parked in taken:
+            if self.read_from_lost_log(parked):
+                self.forgotten += 1
+                if self.discard is not None:
+                    self.discard(parked.stream, parked.event)
+                continue
+            await parked.stream.ack(parked.event)
+            self.acked += 1
+
+    async def log_lost(self, loss: LogLoss) -> None:
+        """The broker lost these topics' log: what was read there before is never acked."""
+        self.generation = max(self.generation, loss.generation)
+        for topic in loss.topics:
+            self._lost_in[topic] = loss.generation
+
+    def read_from_lost_log(self, parked: Parked) -> bool:
+        return any(self._lost_in.get(t, -1) > parked.generation for t in _topics(parked.event))
 
     def outstanding(self) -> int:
         """Events not acked yet: parked, or in a round under way."""

@@ -3,8 +3,10 @@
 
 Every topic the worker reads or writes is listed once (:func:`required_topics`): the service
 creates them before it starts, and the broker watch built here keeps checking them and gates
-every delivery (decisions, dead letters, routed copies) on them. The parts report their trouble
-to one :class:`~streams.worker.health.Faults`, which /health reads.
+every delivery (decisions, dead letters, routed copies) on them. When it finds the broker lost
+topics (and their log), it has the ledger, faust's consumer and the telemetry lane forget that log
+before any delivery resumes. The parts report their trouble to one
+:class:`~streams.worker.health.Faults`, which /health reads.
 """
 
 from __future__ import annotations
@@ -13,23 +15,24 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from schemas import DEADLETTER_TOPIC, DECISION_TOPIC, INPUT_TOPICS, DeadLetter, DispatchDecision
 from streams.engine.decider import Decider
 from streams.engine.fleet import Fleet
 from streams.engine.state import FleetState
 from streams.kafka.connection import KafkaConnection
-from streams.kafka.watch import BrokerWatch, api_versions_probe
+from streams.kafka.watch import BrokerWatch, LogLoss, api_versions_probe
 from streams.settings import Settings
 from streams.worker._codec import PydanticCodec
-from streams.worker._transport import App, faust_credentials
+from streams.worker._transport import App, faust_credentials, started_consumer
 from streams.worker.acks import AckLedger, deliver
 from streams.worker.agents import Agents
 from streams.worker.health import Faults, WorkerHealth, describe
 from streams.worker.http import DecisionHub
 from streams.worker.metrics import Metrics
 from streams.worker.ownership import Ownership
-from streams.worker.recovery import rebuild_state
+from streams.worker.recovery import catch_up
 from streams.worker.replanner import Replanner
 from streams.worker.routing import ROUTED_TOPIC
 from streams.worker.telemetry import TELEMETRY, TelemetryLane, lane_group
@@ -139,8 +142,16 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         ),
         failsafe_mining_fraction=settings.failsafe_mining_fraction,
         restore_fraction=settings.restore_fraction,
+        reserve_commit_lead=settings.reserve_commit_lead(),
     )
-    ledger = AckLedger()
+
+    def let_go(stream: Any, event: Any) -> None:
+        # A faust event read from a lost log: faust stops waiting for it, nothing is committed.
+        consumer = started_consumer(app)
+        if consumer is not None and hasattr(event, "message"):
+            consumer.forget_message(event.message)
+
+    ledger = AckLedger(discard=let_go)
     planner = Replanner(
         state,
         publish,
@@ -187,6 +198,17 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         partition_fetch_bytes=settings.telemetry_fetch_partition_bytes,
         faults=faults,
     )
+
+    async def forget_faust_log(loss: LogLoss) -> None:
+        consumer = started_consumer(app)
+        if consumer is not None:
+            await consumer.forget_log(loss)
+
+    async def count_log_loss(_loss: LogLoss) -> None:
+        metrics.broker_log_lost()
+
+    # In this order, all before the watch admits a delivery again (so before any ack).
+    watch.on_log_lost.extend([ledger.log_lost, forget_faust_log, lane.log_lost, count_log_loss])
     for name in INPUT_TOPICS:
         if name == TELEMETRY:
             continue  # the batched lane reads telemetry (streams/worker/telemetry.py)
@@ -204,7 +226,9 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         partitions=settings.topic_partitions,
         routed_topic=agents.routed.get_topic_name(),
         planner=planner,
-        catch_up=lambda gained: rebuild_state(settings, connection, state, only_partitions=gained),
+        catch_up=lambda gained: catch_up(
+            settings, connection, state, decider.reserves, gained=gained
+        ),
         follow=lane.assign,
     )
     app.on_partitions_assigned.connect(ownership.on_assigned)

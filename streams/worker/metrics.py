@@ -134,6 +134,12 @@ class Metrics:
             "Times the broker stopped answering.",
             registry=self.registry,
         )
+        self.broker_logs_lost = Counter(
+            "gridshift_broker_logs_lost",
+            "Times the broker was found to have lost topics the worker uses (their log with "
+            "them); the worker forgot its offsets there and read the new log from its start.",
+            registry=self.registry,
+        )
 
     def count_in(self, topic: str, consumed: int = 1, applied: int = 0) -> None:
         """``consumed`` inputs read from contract topic ``topic``, ``applied`` of them used."""
@@ -220,6 +226,10 @@ class Metrics:
         self.broker_up.set(1 if up else 0)
         if not up:
             self.broker_outages.inc()
+
+    def broker_log_lost(self) -> None:
+        """Record a log the broker lost (seen by the watch)."""
+        self.broker_logs_lost.inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format."""

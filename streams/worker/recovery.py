@@ -6,21 +6,30 @@ its beginning up to the offsets the consumer group has committed, and folded int
 without deciding anything; the faust consumer then resumes at those offsets, so what was not yet
 committed is read again and decided (at-least-once). Retention on Apache Kafka bounds how far
 back this reaches; the embedded broker keeps everything until it stops.
+
+Reserve sold day-ahead is not an input: it is what the worker itself decided. So the reserve
+book (:class:`~streams.engine.reserves.CommitmentBook`) is rebuilt from the worker's own
+published decisions (``dispatch.decision.v1``, every one lists the sold hours of its horizon):
+an hour sold before a restart stays sold, and is held, after it (:func:`restore_commitments`).
+Sites handed over by another worker get both (:func:`catch_up`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
 
-from schemas import INPUT_TOPICS, SITE_KEYED_INPUTS
+from schemas import DECISION_TOPIC, INPUT_TOPICS, SITE_KEYED_INPUTS, DispatchDecision
 from streams.engine.ingest import ingest
+from streams.engine.reserves import CommitmentBook
 from streams.engine.state import Applied, FleetState
 from streams.kafka.connection import KafkaConnection
 from streams.settings import Settings
-from streams.worker.routing import ROUTED_TOPIC, RoutingError, unframe
+from streams.worker.routing import ROUTED_TOPIC, RoutingError, owned_sites, unframe
 from streams.worker.telemetry import TELEMETRY, lane_group
 
 log = logging.getLogger(__name__)
@@ -117,4 +126,102 @@ async def _replay(
         for tp in list(remaining):
             if await probe.position(tp) >= targets[tp]:
                 remaining.discard(tp)
+    return applied
+
+
+async def restore_commitments(
+    settings: Settings,
+    connection: KafkaConnection,
+    book: CommitmentBook,
+    *,
+    site_ids: Collection[str] | None = None,
+    timeout_s: float = 120.0,
+) -> int:
+    """Put the reserve the published decisions of ``site_ids`` (None: every site) say was sold
+    back into ``book``; return how many decisions listed sold hours.
+
+    Reads the decision topic from its beginning to its end as of the call, without a consumer
+    group (nothing is committed). A site's decisions share a partition (keyed by site), so they
+    are restored in the order they were made; a sold hour never changes, so the newest listing
+    of it is the one that was sold.
+    """
+    topic = settings.topic(DECISION_TOPIC)
+    wanted = None if site_ids is None else {site_id.encode() for site_id in site_ids}
+    reader = AIOKafkaConsumer(
+        **connection.client(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    )
+    await reader.start()
+    try:
+        if topic not in await reader.topics():
+            return 0
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        ends = {tp: end for tp, end in (await reader.end_offsets(partitions)).items() if end > 0}
+        if not ends:
+            return 0
+        reader.assign(list(ends))
+        await reader.seek_to_beginning(*ends)
+        decisions = await asyncio.wait_for(_read_decisions(reader, ends, wanted), timeout_s)
+    finally:
+        await reader.stop()
+    book.restore(decisions)
+    if decisions:
+        sites = {d.site_id for d in decisions}
+        log.info(
+            "reserve commitments restored from published decisions",
+            extra={
+                "decisions": len(decisions),
+                "sites": len(sites),
+                "sold_hours": sum(len(book.sold.get(s, {})) for s in sites),
+            },
+        )
+    return len(decisions)
+
+
+async def _read_decisions(
+    reader: AIOKafkaConsumer, ends: dict[TopicPartition, int], wanted: set[bytes] | None
+) -> list[DispatchDecision]:
+    """The decisions up to ``ends`` that list sold hours (of the ``wanted`` site keys)."""
+    out: list[DispatchDecision] = []
+    skipped = 0
+    remaining = set(ends)
+    while remaining:  # bounded by the caller's timeout and the end offsets taken at the start
+        batch = await reader.getmany(*remaining, timeout_ms=500)
+        for tp, messages in batch.items():
+            for message in messages:
+                if message.offset >= ends[tp]:
+                    break
+                if message.value is None or (wanted is not None and message.key not in wanted):
+                    continue
+                try:
+                    decision = DispatchDecision.model_validate_json(message.value)
+                except ValidationError:
+                    skipped += 1  # not ours to judge here; the worker only writes valid ones
+                    continue
+                if decision.reserve_commitments and (
+                    wanted is None or decision.site_id.encode() in wanted
+                ):
+                    out.append(decision)
+        for tp in list(remaining):
+            if await reader.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+    if skipped:
+        log.warning("unreadable records on the decision topic skipped", extra={"records": skipped})
+    return out
+
+
+async def catch_up(
+    settings: Settings,
+    connection: KafkaConnection,
+    state: FleetState,
+    book: CommitmentBook,
+    *,
+    gained: frozenset[int],
+) -> int:
+    """Sites handed over on the ``gained`` partitions: their committed inputs into ``state``
+    (:func:`rebuild_state`) and the reserve they sold into ``book``; returns the inputs applied."""
+    applied = await rebuild_state(settings, connection, state, only_partitions=gained)
+    sites = owned_sites(state.sites, settings.topic_partitions, gained)
+    await restore_commitments(settings, connection, book, site_ids=sites)
     return applied

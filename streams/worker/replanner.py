@@ -37,7 +37,7 @@ from streams.engine.decider import Decider
 from streams.engine.state import FleetState
 from streams.kafka.watch import DeliveryUncertainError
 from streams.worker import _heap as heap
-from streams.worker.acks import AckLedger
+from streams.worker.acks import AckLedger, Parked
 from streams.worker.health import Faults, by_reason, describe, waiting_sites
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Replanner:
         await self.publish(decision)
         self.decisions_published += 1
 
-    def _requeue(self, batch: dict[str, Trigger], answered: list[tuple[object, object]]) -> None:
+    def _requeue(self, batch: dict[str, Trigger], answered: list[Parked]) -> None:
         """Put a failed round back: its sites dirty (newer triggers win), its inputs unacked."""
         self.decider.forget(batch)
         for site_id, trigger in batch.items():

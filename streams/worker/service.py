@@ -32,7 +32,7 @@ from streams.worker._background import background
 from streams.worker.app import Worker, build_worker, required_topics
 from streams.worker.health import HealthReport, WorkerHealth
 from streams.worker.http import build_api, serving
-from streams.worker.recovery import rebuild_state
+from streams.worker.recovery import rebuild_state, restore_commitments
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
         rebuilt = await rebuild_state(settings, connection, worker.state)
         if rebuilt:
             log.info("state rebuilt from committed inputs", extra={"events": rebuilt})
+        # Hours sold before a restart stay sold (the worker's own decisions list them).
+        await restore_commitments(settings, connection, worker.planner.decider.reserves)
         await worker.lane.start()
     except BaseException:
         await worker.watch.close()

@@ -12,6 +12,11 @@ Delivery guarantees stay those of the agents: offsets are committed (under the c
 decisions they caused were delivered, through the same :class:`~streams.worker.acks.AckLedger`;
 rejects go to the dead-letter topic first (``reject`` returns once delivered, and never raises).
 
+A broker that lost the telemetry topic lost its log (the embedded broker keeps nothing across a
+restart): :meth:`TelemetryLane.log_lost` forgets the lane's read and committed offsets and reads
+the new log from its start, and a batch fetched before the loss is neither parked nor acked (its
+offsets belong to the old log; committing them would skip the new log's first records).
+
 No batch stops the lane: whatever a batch raises is logged loudly and reported to /health, the
 owned partitions are read again from their committed offsets after a capped back-off, and the
 lane carries on; the next batch that goes through clears the report.
@@ -26,12 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from streams.engine.codec import Rejection
 from streams.engine.ingest import ingest
 from streams.engine.state import FleetState
 from streams.kafka.connection import KafkaConnection
+from streams.kafka.watch import LogLoss
 from streams.worker.acks import AckLedger
 from streams.worker.health import Faults, describe
 from streams.worker.replanner import Replanner
@@ -77,6 +83,11 @@ class TelemetryLane:
     _next: dict[TopicPartition, int] = field(default_factory=dict)
     _committed: dict[TopicPartition, int] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The broker watch's log generation as last told, and the one its topic was last lost in.
+    log_generation: int = 0
+    _lost_in: int = -1
+    #: Batches dropped because they were fetched from a log lost since.
+    batches_forgotten: int = 0
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -119,9 +130,10 @@ class TelemetryLane:
         while True:
             await self._assigned.wait()
             try:
+                generation = self.log_generation
                 batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if batch:
-                    await self._fold(batch)
+                    await self._fold(batch, generation)
             except Exception as exc:
                 # Never let telemetry stop, or stop silently: say so, read the uncommitted
                 # records again, and keep going.
@@ -155,7 +167,8 @@ class TelemetryLane:
             consumer.seek(tp, committed)
             self._next[tp] = committed
 
-    async def _fold(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+    async def _fold(self, batch: Mapping[TopicPartition, list[Any]], generation: int) -> None:
+        """Fold a batch fetched in log ``generation``; park its offsets for the ledger."""
         dirty: set[str] = set()
         offsets: dict[TopicPartition, int] = {}
         for tp, messages in batch.items():
@@ -172,16 +185,47 @@ class TelemetryLane:
                 else:
                     dirty |= outcome.sites
                     applied += 1
-            offsets[tp] = self._next[tp] = messages[-1].offset + 1
+            offsets[tp] = messages[-1].offset + 1
             self.count(len(messages), applied)
             self.consumed += len(messages)
+        if self._lost_in > generation:
+            # Fetched across the loss, from the old log or already from the new one: read the
+            # new log again from its start (this fetch moved the position past what it got).
+            # Its sites stay marked: deciding on them is harmless.
+            self.batches_forgotten += 1
+            self._rewind()
+            if dirty:
+                self.planner.mark_dirty(frozenset(dirty), "telemetry")
+            return
+        self._next.update(offsets)
         if not offsets:
             return
         if dirty:
-            self.ledger.park(self, offsets)  # committed once the decisions are delivered
+            # Committed once the decisions are delivered (unless the log is lost meanwhile).
+            self.ledger.park(self, offsets, generation)
             self.planner.mark_dirty(frozenset(dirty), "telemetry")
         else:
             await self.ack(offsets)  # only rejects: nothing to decide
+
+    async def log_lost(self, loss: LogLoss) -> None:
+        """The broker lost ``loss.topics``: if telemetry is one, forget the offsets read and
+        committed in the old log and read the new one from its start."""
+        self.log_generation = max(self.log_generation, loss.generation)
+        if self.topic not in loss.topics:
+            return
+        self._lost_in = loss.generation
+        self._next.clear()
+        self._committed.clear()
+        if self._consumer is None or not self._held:
+            return
+        tps = [TopicPartition(self.topic, p) for p in sorted(self._held)]
+        for tp in tps:
+            self._committed[tp] = -1
+        try:
+            await self._consumer.seek_to_beginning(*tps)
+        except (IllegalStateError, KafkaError) as exc:
+            # Reassigned meanwhile: ``assign`` seeks to the new log's committed offsets.
+            log.info("telemetry partitions not sought to the start", extra={"error": repr(exc)})
 
     def _poisoned(self, message: Any, exc: Exception) -> Rejection:
         """A record the worker failed on (a bug, not bad input): dead-lettered with the error,

@@ -166,6 +166,18 @@ async def find_record(
     raise AssertionError(f"no matching record on {topic} within {timeout_s}s; read {seen}")
 
 
+def end_offsets(bootstrap: str, topic: str, partitions: int = 4) -> dict[int, int]:
+    """The end offset of each partition of ``topic`` (confluent-kafka watermarks)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.watermarks"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
 def committed(bootstrap: str, group: str, topic: str, partitions: int = 4) -> dict[int, int]:
     """The offsets group ``group`` has committed on ``topic`` (partitions without one left out)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})

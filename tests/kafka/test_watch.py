@@ -11,7 +11,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.connection import KafkaConnection
-from streams.kafka.watch import BrokerWatch, DeliveryUncertainError, create_missing_topics
+from streams.kafka.watch import (
+    BrokerWatch,
+    DeliveryUncertainError,
+    LogLoss,
+    create_missing_topics,
+)
 from streams.logs import RepeatFilter, fields
 
 
@@ -121,5 +126,100 @@ async def test_sends_count_only_on_topics_that_still_exist(
         assert not watch.ready.is_set()  # up, but not confirmed yet
         assert await watch.verify()
         assert watch.ready.is_set()
+    finally:
+        await watch.close()
+
+
+async def test_a_lost_log_is_told_before_any_delivery_is_admitted(
+    broker: EmbeddedBroker, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Topics the broker lost (recreated after an outage, or found missing) start a new log
+    generation, and the worker is told which before the gate opens again (issue #11, fault 2)."""
+    connection = KafkaConnection(broker.bootstrap)
+    answers = [True]
+
+    async def probe() -> bool:
+        return answers[-1]
+
+    prices, letters = f"{topic_prefix}prices", f"{topic_prefix}letters"
+    watch = BrokerWatch(connection, probe, {prices: 2, letters: 2})
+    told: list[tuple[LogLoss, bool]] = []
+
+    async def forget(loss: LogLoss) -> None:
+        told.append((loss, watch.ready.is_set()))
+
+    async def broken(loss: LogLoss) -> None:
+        raise RuntimeError("a part that cannot reset")
+
+    watch.on_log_lost.extend([broken, forget])
+    try:
+        # The topics of a first start are not a lost log... unless they were missing: here they
+        # do not exist yet, so the first listing finds them missing.
+        assert await watch.verify()
+        assert told == [(LogLoss(frozenset({prices, letters}), 1), False)]
+        assert watch.log_generation == 1 and watch.ready.is_set()
+        told.clear()
+        assert await watch.verify()
+        assert told == [] and watch.log_generation == 1  # nothing lost: nothing told
+
+        # A topic deleted while the broker runs: only that one's log is lost.
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([prices])
+        finally:
+            await admin.close()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="streams.kafka.watch"):
+            assert await watch.verify()
+        assert told == [(LogLoss(frozenset({prices}), 2), False)]
+        assert watch.logs_lost == 2 and watch.ready.is_set()
+        said = [r for r in caplog.records if "lost the log" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelno == logging.WARNING
+        assert "read from its start" in said[0].getMessage()
+        assert fields(said[0])["topics"] == [prices] and fields(said[0])["log_generation"] == 2
+        told.clear()
+
+        # A topic a listing (a sender's confirm) saw missing and someone recreated before the
+        # watch did: still a lost log.
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([letters])
+            epoch = await watch.admit(1.0)
+            with pytest.raises(DeliveryUncertainError):
+                await watch.confirm(letters, epoch)
+            await create_missing_topics(connection, {letters: 2})
+        finally:
+            await admin.close()
+        assert await watch.verify()
+        assert told == [(LogLoss(frozenset({letters}), 3), False)]
+        told.clear()
+
+        # An outage after which the broker has none of the topics: both recreated, both told,
+        # before the topics are confirmed and the gate opens.
+        answers.append(False)
+        await watch.check()
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([prices, letters])
+        finally:
+            await admin.close()
+        answers.append(True)
+        with caplog.at_level(logging.INFO, logger="streams.kafka.watch"):
+            caplog.clear()
+            await watch.check()
+        # One warning says it all (the reconnect line); the loss itself only at info.
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "new log read from its start" in warned[0]
+        # A part that fails to reset is logged; the others are still told.
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+            "could not forget the lost log"
+        ]
+        assert told == [(LogLoss(frozenset({prices, letters}), 4), False)]
+        assert not watch.ready.is_set()
+        assert await watch.verify()
+        assert watch.ready.is_set() and len(told) == 1  # told once per loss
     finally:
         await watch.close()
