@@ -2,12 +2,15 @@
 labels (2019, 2020, 2022, 2023, 2024), out of sample, beside the naive rule "flag 15:00-18:00
 Central when the day-ahead forecast exceeds the month-to-date peak".
 
-Two protocols: leave one summer out (fit on the other four) and earlier summers only (fit on
-the summers before; 2022-2024). Per summer: Brier score and log loss against the climatology
-(the training base rate), the expected number of peaks (sum of probabilities, 4 if calibrated),
-peaks caught / hours flagged at a few thresholds, the naive rule, and the model's top hours at
-the naive rule's budget. Then the pooled reliability table and the fitted coefficients. The
-last line is one JSON object with every figure. Takes a few seconds.
+The model is the one used (``fit_calibrated``: the penalised fit recalibrated on the training
+summers' own leave-one-out predictions), issued at 06:00 Central the day before. Two protocols:
+leave one summer out (fit on the other four) and earlier summers only (fit on the summers
+before; 2022-2024); then leave one out without the recalibration, for comparison. Per
+summer: Brier score and log loss against the climatology (the training base rate), the
+expected number of peaks (sum of probabilities, 4 if calibrated), peaks caught / hours flagged
+at a few thresholds, the naive rule, and the model's top hours at the naive rule's budget.
+Then the pooled reliability table and the fitted coefficients. The last line is one JSON
+object with every figure. Takes about a minute.
 
     python bench/coincident_peak_eval.py [--data-dir DIR]
 """
@@ -26,7 +29,7 @@ from streams.backtest.coincident_peak_history import (
     THRESHOLDS,
     SummerScore,
     evaluate,
-    fit_model,
+    fit_calibrated,
     labelled_years,
     reliability,
     resolve_data_dir,
@@ -135,6 +138,13 @@ def main() -> int:
         print(f"\n== {protocol} ==")
         table(scores)
         figures[protocol] = [asdict(s) for s in scores]
+    # The same without the recalibration, for comparison (docs/COINCIDENT_PEAK.md).
+    plain = evaluate(frame, "leave_one_out", calibrate=False)
+    print("\n== leave_one_out, penalised fit without recalibration ==")
+    table(plain)
+    figures["leave_one_out_uncalibrated"] = [asdict(s) for s in plain]
+    plain_bins = reliability(frame, calibrate=False)
+    figures["reliability_uncalibrated"] = [asdict(b) for b in plain_bins]
     print("\n== reliability (leave-one-summer-out probabilities, pooled) ==")
     print(f"{'bin':>15} {'hours':>6} {'mean p':>8} {'observed':>9} {'peaks':>5}")
     bins = reliability(frame)
@@ -146,11 +156,12 @@ def main() -> int:
         )
     figures["reliability"] = [asdict(b) for b in bins]
     figures["shedding"] = shedding(frame, args.margin_usd_per_mwh)
-    model = fit_model(frame, labelled_years(frame))
+    model = fit_calibrated(frame, labelled_years(frame))
     print("\n== fitted on", model.trained_on, "==")
     print(f"intercept {model.intercept:+.6f}")
     for name, weight in zip(FEATURE_NAMES, model.weights, strict=True):
         print(f"{name:>16} {weight:+.6f}")
+    print(f"recalibration a {model.calibration[0]:+.4f}, b {model.calibration[1]:.4f}")
     figures["model"] = asdict(model)
     print(json.dumps(figures, separators=(",", ":")))
     return 0

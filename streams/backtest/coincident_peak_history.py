@@ -27,7 +27,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
@@ -42,6 +42,8 @@ from schemas import GridSignalEvent
 from streams.backtest.history import data_file
 from streams.engine.coincident_peak import (
     FEATURE_NAMES,
+    ISSUE_DAYS_BEFORE,
+    ISSUE_TIME,
     PEAK_MONTHS,
     TARIFF_2025_USD_PER_KW_YEAR,
     CoincidentPeakModel,
@@ -140,21 +142,32 @@ def daily_peaks(load: pd.DataFrame) -> dict[date, float]:
     return {d: float(v) for d, v in peaks.items()}
 
 
+def daily_forecast_peaks(load: pd.DataFrame) -> dict[date, float]:
+    """Each Central day's highest day-ahead demand forecast (ERCOT's, published the day before)."""
+    peaks = load.dropna(subset=["forecast_mw"]).groupby("local_date")["forecast_mw"].max()
+    return {d: float(v) for d, v in peaks.items()}
+
+
 def decision_time(day: date) -> datetime:
-    """When the probabilities of operating ``day`` are issued: 00:00 Central that day, UTC."""
-    return datetime.combine(day, time(0), tzinfo=CENTRAL).astimezone(ZoneInfo("UTC"))
+    """When the probabilities of operating ``day`` are issued: :data:`ISSUE_TIME` Central on
+    the day before (before ERCOT's day-ahead market closes), in UTC."""
+    issue_day = day - timedelta(days=ISSUE_DAYS_BEFORE)
+    return datetime.combine(issue_day, ISSUE_TIME, tzinfo=CENTRAL).astimezone(ZoneInfo("UTC"))
 
 
 def point_in_time_frame(load: pd.DataFrame, peaks: Iterable[datetime] = ()) -> pd.DataFrame:
     """One row per June-September hour with the features known at its decision time.
 
     Columns: ``start_utc``, ``decision_utc``, ``year``, ``month``, ``local_date``,
-    ``local_hour``, ``forecast_mw``, ``reference_mw`` (the model's reference peak),
-    ``mtd_peak_mw`` (same-month actual peak so far; NaN on the month's first day), the model's
-    features by name, and ``y`` (1 when the hour holds one of ``peaks``, 4CP interval starts).
-    Days without a reference peak or with a missing forecast are left out.
+    ``local_hour``, ``forecast_mw``, ``reference_mw`` (the model's reference peak, known at
+    ``decision_utc`` on the day before), ``mtd_peak_mw`` (the naive rule's input: same-month
+    actual peak through the day before, known at 00:00 on the day, not at ``decision_utc``; NaN
+    on the month's first day), the model's features by name, and ``y`` (1 when the hour holds
+    one of ``peaks``, 4CP interval starts). Days without a reference peak or with a missing
+    forecast are left out.
     """
     known = daily_peaks(load)
+    forecast_peaks = daily_forecast_peaks(load)
     in_season = load[
         load["start_utc"].dt.tz_convert(CENTRAL).dt.month.isin(PEAK_MONTHS)
         & load["forecast_mw"].notna()
@@ -163,11 +176,16 @@ def point_in_time_frame(load: pd.DataFrame, peaks: Iterable[datetime] = ()) -> p
     rows: list[dict[str, object]] = []
     for key, hours in in_season.groupby("local_date", sort=True):
         day = cast(date, key)
-        reference = reference_peak_mw(known, day)
+        issue_day = day - timedelta(days=ISSUE_DAYS_BEFORE)
+        reference = reference_peak_mw(known, day, forecast_peaks.get(issue_day))
         if reference is None or not (hours["forecast_mw"] > 0).all():
             continue
-        # The same-month peak only: what the naive rule compares against.
-        mtd = reference if day.day > 1 else None
+        # The same-month actual peak through yesterday: what the naive rule, decided on the
+        # day itself, compares against.
+        first = day.replace(day=1)
+        month_days = [first + timedelta(days=k) for k in range(day.day - 1)]
+        month_known = [known[d] for d in month_days if d in known]
+        mtd = max(month_known) if month_known else None
         day_peak = float(hours["forecast_mw"].max())
         issued = decision_time(day)
         for start, hour, mw in zip(
@@ -254,6 +272,55 @@ def fit_model(frame: pd.DataFrame, years: Sequence[int], l2: float = 1.0) -> Coi
         trained_on=tuple(sorted(int(v) for v in years)),
         l2=l2,
     )
+
+
+def fit_calibrated(
+    frame: pd.DataFrame, years: Sequence[int], l2: float = 1.0
+) -> CoincidentPeakModel:
+    """:func:`fit_model`, then recalibrated on the training summers only.
+
+    The L2 penalty that keeps a fit on ~4 peaks a summer finite also shrinks its logits toward
+    the base rate: out of sample the top probabilities come out too low and the bottom ones too
+    high (docs/COINCIDENT_PEAK.md, reliability). The fix is a logistic recalibration
+    p' = sigmoid(a + b x logit(p)) with (a, b) fitted by maximum likelihood on the *out-of-
+    sample* predictions of the training summers (each predicted by a fit on the other training
+    summers), so the summer scored never enters. It is linear in the logit, so the result is
+    again a :class:`CoincidentPeakModel` (coefficients x b, intercept a + b x intercept). With
+    fewer than two training summers there is nothing to hold out: the plain fit is returned.
+    """
+    base = fit_model(frame, years, l2=l2)
+    if len(years) < 2:
+        return base
+    logits, labels = [], []
+    for held in years:
+        inner = fit_model(frame, [y for y in years if y != held], l2=l2)
+        rows = frame[frame["year"] == held]
+        logits.append(_logit(predict(inner, rows)))
+        labels.append(rows["y"].to_numpy(dtype=float))
+    z, y = np.concatenate(logits), np.concatenate(labels)
+    design = np.column_stack([np.ones(len(z)), z])
+
+    def loss(w: FloatArray) -> tuple[float, FloatArray]:
+        eta = design @ w
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta)), design.T @ (_sigmoid(eta) - y)
+
+    result = minimize(loss, np.array([0.0, 1.0]), jac=True, method="L-BFGS-B")
+    if not result.success:
+        raise RuntimeError(f"recalibration did not converge: {result.message}")
+    a, b = (float(v) for v in result.x)
+    return CoincidentPeakModel(
+        intercept=a + b * base.intercept,
+        weights=tuple(b * w for w in base.weights),
+        trained_on=base.trained_on,
+        l2=l2,
+        calibration=(a, b),
+    )
+
+
+def _logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, 1e-15, 1 - 1e-15)
+    out: FloatArray = np.log(q / (1 - q))
+    return out
 
 
 def predict(model: CoincidentPeakModel, frame: pd.DataFrame) -> FloatArray:
@@ -354,13 +421,16 @@ def evaluate(
     protocol: Protocol = "leave_one_out",
     thresholds: Sequence[float] = THRESHOLDS,
     l2: float = 1.0,
+    calibrate: bool = True,
 ) -> list[SummerScore]:
     """Score every labelled summer out of sample.
 
     ``leave_one_out``: each summer by a model fitted on all the others. ``earlier``: each
     summer by a model fitted only on the summers before it (at least two of them), the way it
-    would have run live.
+    would have run live. ``calibrate``: the model is :func:`fit_calibrated` (the one used),
+    else the plain penalised fit.
     """
+    fit = fit_calibrated if calibrate else fit_model
     years = labelled_years(frame)
     scores = []
     for year in years:
@@ -370,7 +440,7 @@ def evaluate(
             train = [y for y in years if y < year]
             if len(train) < 2:
                 continue
-        model = fit_model(frame, train, l2=l2)
+        model = fit(frame, train, l2=l2)
         scores.append(score_summer(frame, model, year, protocol, thresholds))
     return scores
 
@@ -389,12 +459,15 @@ def reliability(
     frame: pd.DataFrame,
     edges: Sequence[float] = (0.0, 0.001, 0.005, 0.02, 0.1, 1.0),
     l2: float = 1.0,
+    calibrate: bool = True,
 ) -> list[ReliabilityBin]:
-    """Calibration table of the leave-one-summer-out probabilities, pooled over summers."""
+    """Calibration table of the leave-one-summer-out probabilities, pooled over summers
+    (``calibrate`` as in :func:`evaluate`)."""
+    fit = fit_calibrated if calibrate else fit_model
     years = labelled_years(frame)
     parts = []
     for year in years:
-        model = fit_model(frame, [y for y in years if y != year], l2=l2)
+        model = fit(frame, [y for y in years if y != year], l2=l2)
         test = frame[frame["year"] == year]
         parts.append(pd.DataFrame({"p": predict(model, test), "y": test["y"].to_numpy()}))
     pooled = pd.concat(parts, ignore_index=True)
@@ -428,11 +501,12 @@ def peak_signal_schedule(
     region: str = REGION,
 ) -> list[tuple[datetime, GridSignalEvent]]:
     """The forecaster's coincident-peak signals for hours overlapping [start, end), each with
-    the time it is issued (00:00 Central of its operating day), in issue-then-interval order.
+    the time it is issued (:data:`~streams.engine.coincident_peak.ISSUE_TIME` Central on the
+    day before its operating day), in issue-then-interval order.
 
-    Without ``model``, one is fitted on every labelled summer except those the window touches,
-    so a backtest never prices peaks with a model that saw them. Hours below
-    ``min_probability`` get no signal (at 0.1 % the expected charge is ~$17/MWh).
+    Without ``model``, one is fitted (:func:`fit_calibrated`) on every labelled summer except
+    those the window touches, so a backtest never prices peaks with a model that saw them.
+    Hours below ``min_probability`` get no signal (at 0.1 % the expected charge is ~$17/MWh).
     """
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise ValueError("start and end must be tz-aware with end after start")
@@ -445,7 +519,7 @@ def peak_signal_schedule(
         return []
     if model is None:
         touched = set(window["year"].unique().tolist())
-        model = fit_model(frame, [y for y in labelled_years(frame) if y not in touched])
+        model = fit_calibrated(frame, [y for y in labelled_years(frame) if y not in touched])
     probabilities = predict(model, window)
     out = []
     for (issued, hour_start), p in zip(

@@ -163,16 +163,34 @@ def todays_practice_mining(
     return mining
 
 
-def todays_practice_reserve(fleet: Fleet, mining: FloatArray) -> dict[str, FloatArray]:
+def todays_practice_reserve(
+    fleet: Fleet, mining: FloatArray, mcpc: dict[str, FloatArray] | None = None
+) -> dict[str, FloatArray]:
     """All running mining offered as reserve, in the site's first qualified product (up to its
-    reserve limit): the operator cannot know which product will clear higher."""
+    reserve limit): the operator cannot know which product will clear higher.
+
+    With ``mcpc`` (each product's clearing price per interval, 0 where the market had none),
+    the offer goes in each interval to the first qualified product the market ran then: before
+    ECRS existed (2023-06-10) an ECRS-first site offers RRS, as an operator would, instead of
+    nothing."""
     out: dict[str, FloatArray] = {}
     for i, site in enumerate(fleet.sites):
         if not site.reserve_products:
             continue
-        product = site.reserve_products[0]
-        held = out.setdefault(product, np.zeros_like(mining))
-        held[i] = np.minimum(mining[i], site.reserve_max_for(product))
+        if mcpc is None:
+            product = site.reserve_products[0]
+            held = out.setdefault(product, np.zeros_like(mining))
+            held[i] = np.minimum(mining[i], site.reserve_max_for(product))
+            continue
+        unassigned = np.ones(mining.shape[1], dtype=bool)
+        for product in site.reserve_products:
+            price = mcpc.get(product)
+            if price is None:
+                continue
+            here = unassigned & (price > 0.0)
+            held = out.setdefault(product, np.zeros_like(mining))
+            held[i, here] = np.minimum(mining[i, here], site.reserve_max_for(product))
+            unassigned &= ~here
     return out
 
 

@@ -6,9 +6,11 @@ and the translation of that probability into the ``incentive_usd_per_mwh`` of a
 ``coincident_peak`` grid signal, which the snapshot turns into ``peak_cost_usd_per_mw``.
 
 What is known when (docs/COINCIDENT_PEAK.md): the probabilities of operating day D (Central
-time) are issued at 00:00 Central on D from ERCOT's day-ahead demand forecast for D's hours and
-the daily peaks of *actual* demand on the days before D. Nothing of D's actual demand and no
-later forecast enters; :func:`reference_peak_mw` is where that rule is enforced.
+time) are issued at :data:`ISSUE_TIME` Central on D-1, before ERCOT's day-ahead market closes
+(10:00 on D-1), so a plan that sells D's reserve in that market already prices D's peak risk.
+They use ERCOT's day-ahead demand forecast for D's hours and for D-1's, and the daily peaks of
+*actual* demand on the days before D-1. Nothing of D-1's or D's actual demand and no forecast
+for D+1 or later enters; :func:`reference_peak_mw` is where that rule is enforced.
 
 Must not read files, clocks, the environment or topics, nor import pandas, the worker or a
 Kafka client. Fitting and evaluation on history live in
@@ -21,7 +23,7 @@ import calendar
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 
 #: The months whose system peaks set the 4CP charge (June-September).
 PEAK_MONTHS = (6, 7, 8, 9)
@@ -35,6 +37,11 @@ PEAK_HOUR_CENTRE = 16.5
 #: How far back the reference peak looks on a month's first day, before any day of the month
 #: has been observed.
 TRAILING_DAYS = 7
+#: When the probabilities of operating day D are issued: this Central time on D-1
+#: (:data:`ISSUE_DAYS_BEFORE`). ERCOT's day-ahead load forecast for D is public by then, and
+#: ERCOT's day-ahead market (where reserve for D is sold) closes at 10:00 on D-1.
+ISSUE_TIME = time(6, 0)
+ISSUE_DAYS_BEFORE = 1
 
 FEATURE_NAMES = ("forecast_excess", "day_shape", "hour_offset_sq", "non_workday", "month_left")
 
@@ -75,13 +82,16 @@ class CoincidentPeakModel:
     """A logistic regression in raw feature units: p = 1 / (1 + exp(-(intercept + w . x))).
 
     ``trained_on`` lists the summers whose 4CP labels fitted it, so a backtest can check that
-    it never scores a summer the model has seen.
+    it never scores a summer the model has seen. ``calibration`` records the recalibration
+    (a, b) already folded into the coefficients: p = sigmoid(a + b x the penalised fit's
+    logit); (0, 1) when none.
     """
 
     intercept: float
     weights: tuple[float, ...]
     trained_on: tuple[int, ...] = ()
     l2: float = 1.0
+    calibration: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if len(self.weights) != len(FEATURE_NAMES):
@@ -101,19 +111,21 @@ class CoincidentPeakModel:
 
 
 #: Fitted on every summer with both load data and 4CP labels (2019, 2020, 2022, 2023, 2024;
-#: ERCOT's 2021 list is missing from the source) by
-#: ``streams.backtest.coincident_peak_history.fit_model``; a data test refits and compares.
-#: Use it live; a backtest must use a model that excludes the summer it scores.
+#: ERCOT's 2021 list is missing from the source) and recalibrated on their leave-one-summer-out
+#: predictions, by ``streams.backtest.coincident_peak_history.fit_calibrated``; a data test
+#: refits and compares. Use it live; a backtest must use a model that excludes the summer it
+#: scores.
 FITTED = CoincidentPeakModel(
-    intercept=-3.667192577495305,
+    intercept=-2.8985401189591906,
     weights=(
-        20.03060518901722,  # forecast_excess: +1 % above the month's peak so far, x1.22 odds
-        13.668117396393107,  # day_shape: the day's forecast peak hour is the likely one
-        -0.007405133791456082,  # hour_offset_sq: weak once day_shape has placed the hour
-        -1.3218809588490306,  # non_workday: a quarter of the odds on weekends and holidays
-        -1.3591630400944368,  # month_left: days still to come can beat today
+        34.49083020709974,  # forecast_excess: +1 % above the month's peak so far, x1.41 odds
+        21.833237902410573,  # day_shape: the day's forecast peak hour is the likely one
+        -0.011892180447618065,  # hour_offset_sq: weak once day_shape has placed the hour
+        -2.193857363555648,  # non_workday: a ninth of the odds on weekends and holidays
+        -2.2173652315317387,  # month_left: days still to come can beat today
     ),
     trained_on=(2019, 2020, 2022, 2023, 2024),
+    calibration=(2.782514256666759, 1.6325022060241823),
 )
 
 
@@ -170,21 +182,32 @@ def build_features(
     )
 
 
-def reference_peak_mw(daily_peaks: Mapping[date, float], day: date) -> float | None:
-    """The highest actual demand known at 00:00 of ``day``: the month-to-date peak.
+def reference_peak_mw(
+    daily_peaks: Mapping[date, float],
+    day: date,
+    previous_day_forecast_peak_mw: float | None = None,
+) -> float | None:
+    """The highest demand known when ``day``'s probabilities are issued (on the day before):
+    the month-to-date peak as it stands then.
 
-    Reads only days strictly before ``day``: those of the same month, or on the month's first
-    day (nothing of the month known yet) the :data:`TRAILING_DAYS` before it. ``None`` when none
-    of those days is known. This is the look-ahead guard: whatever ``daily_peaks`` holds for
-    ``day`` or later is never read.
+    Reads the *actual* daily peaks only of days strictly before the day before ``day`` (the
+    issue day's own demand is not over yet): those of ``day``'s month, or on the month's first
+    day (nothing of the month known yet) the :data:`TRAILING_DAYS` before the issue day. The
+    issue day itself enters through ERCOT's day-ahead forecast of its peak,
+    ``previous_day_forecast_peak_mw`` (published the day before it), when given. ``None`` when
+    nothing is known. This is the look-ahead guard: whatever ``daily_peaks`` holds for the
+    issue day or later is never read.
     """
+    issue_day = day - timedelta(days=ISSUE_DAYS_BEFORE)
     first = day.replace(day=1)
-    since = first if day > first else day - timedelta(days=TRAILING_DAYS)
+    since = first if day > first else issue_day - timedelta(days=TRAILING_DAYS)
     known = [
         daily_peaks[d]
-        for d in (since + timedelta(days=k) for k in range((day - since).days))
+        for d in (since + timedelta(days=k) for k in range((issue_day - since).days))
         if d in daily_peaks and math.isfinite(daily_peaks[d])
     ]
+    if previous_day_forecast_peak_mw is not None and math.isfinite(previous_day_forecast_peak_mw):
+        known.append(previous_day_forecast_peak_mw)
     return max(known) if known else None
 
 
@@ -193,17 +216,22 @@ def day_probabilities(
     forecasts_mw: Sequence[tuple[int, float]],
     daily_peaks: Mapping[date, float],
     model: CoincidentPeakModel = FITTED,
+    *,
+    previous_day_forecast_peak_mw: float | None = None,
 ) -> list[float]:
-    """Per hour of operating ``day``: P(it holds the month's 4CP interval), issued at 00:00.
+    """Per hour of operating ``day``: P(it holds the month's 4CP interval), issued at
+    :data:`ISSUE_TIME` on the day before.
 
     ``forecasts_mw`` pairs each local clock hour of the day with its day-ahead demand forecast
-    (23 or 25 pairs on DST days); ``daily_peaks`` maps earlier days to their actual peak demand.
-    Outside June-September, or before any actual demand is known, every probability is 0:
-    there is no peak to price, or no honest way to price it.
+    (23 or 25 pairs on DST days); ``daily_peaks`` maps earlier days to their actual peak demand
+    (only days before the issue day are read); ``previous_day_forecast_peak_mw`` is ERCOT's
+    day-ahead forecast of the issue day's highest hour (the model was fitted with it: leave it
+    out only when it is unknown). Outside June-September, or before any demand is known, every
+    probability is 0: there is no peak to price, or no honest way to price it.
     """
     if day.month not in PEAK_MONTHS or not forecasts_mw:
         return [0.0] * len(forecasts_mw)
-    reference = reference_peak_mw(daily_peaks, day)
+    reference = reference_peak_mw(daily_peaks, day, previous_day_forecast_peak_mw)
     if reference is None:
         return [0.0] * len(forecasts_mw)
     day_peak = max(mw for _, mw in forecasts_mw)

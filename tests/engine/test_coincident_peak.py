@@ -71,24 +71,39 @@ def test_bad_inputs_are_refused() -> None:
         CoincidentPeakModel(intercept=0.0, weights=(1.0,))
 
 
-def test_reference_peak_reads_only_earlier_days_of_the_month() -> None:
-    assert reference_peak_mw(AUG, DAY) == AUG[date(2024, 8, 13)]
+def test_reference_peak_reads_only_days_over_when_issued_the_day_before() -> None:
+    # Issued on the 13th for the 14th: the 13th's actual demand is not over yet, so the actual
+    # peaks end on the 12th; the 13th enters through ERCOT's day-ahead forecast of its peak.
+    assert cp.ISSUE_DAYS_BEFORE == 1 and cp.ISSUE_TIME.hour < 10  # before the DAM closes
+    assert reference_peak_mw(AUG, DAY) == AUG[date(2024, 8, 12)]
+    assert reference_peak_mw(AUG, DAY, 75_000.0) == 75_000.0
+    assert reference_peak_mw(AUG, DAY, 60_000.0) == AUG[date(2024, 8, 12)]
     # On the 1st nothing of the month is known yet: the trailing week of July stands in.
-    july = {date(2024, 7, 25) + timedelta(days=k): 80_000.0 - k for k in range(7)}
+    july = {date(2024, 7, 24) + timedelta(days=k): 80_000.0 - k for k in range(8)}
     assert reference_peak_mw({**july, **AUG}, date(2024, 8, 1)) == 80_000.0
     assert reference_peak_mw({}, DAY) is None
+    assert reference_peak_mw({}, DAY, 71_000.0) == 71_000.0
     # A huge July day does not leak into mid-August: the reference is month-to-date.
-    assert reference_peak_mw({date(2024, 7, 31): 99_000.0, **AUG}, DAY) == AUG[date(2024, 8, 13)]
+    assert reference_peak_mw({date(2024, 7, 31): 99_000.0, **AUG}, DAY) == AUG[date(2024, 8, 12)]
 
 
 def test_changing_the_future_leaves_the_day_unchanged() -> None:
-    before = day_probabilities(DAY, FORECASTS, AUG)
-    future = {d: (v * 1.5 if d >= DAY else v) for d, v in AUG.items()}
+    before = day_probabilities(DAY, FORECASTS, AUG, previous_day_forecast_peak_mw=71_000.0)
+    # Everything from the issue day on (its actual demand is still running) may change.
+    issue_day = DAY - timedelta(days=1)
+    future = {d: (v * 1.5 if d >= issue_day else v) for d, v in AUG.items()}
     future[date(2024, 9, 1)] = 1e6
-    assert day_probabilities(DAY, FORECASTS, future) == before
-    # ...while the past does matter: a higher peak yesterday lowers today's odds.
-    past = {**AUG, date(2024, 8, 13): 90_000.0}
-    assert sum(day_probabilities(DAY, FORECASTS, past)) < sum(before)
+    assert (
+        day_probabilities(DAY, FORECASTS, future, previous_day_forecast_peak_mw=71_000.0) == before
+    )
+    # ...while the past does matter: a higher peak two days ago lowers the day's odds, and so
+    # does a higher forecast for the issue day.
+    past = {**AUG, date(2024, 8, 12): 90_000.0}
+    assert sum(day_probabilities(DAY, FORECASTS, past)) < sum(
+        day_probabilities(DAY, FORECASTS, AUG)
+    )
+    hot = day_probabilities(DAY, FORECASTS, AUG, previous_day_forecast_peak_mw=90_000.0)
+    assert sum(hot) < sum(before)
 
 
 def test_probabilities_peak_at_the_forecast_peak_and_vanish_at_night() -> None:
@@ -108,6 +123,9 @@ def test_fitted_coefficients_have_the_expected_signs_and_are_frozen() -> None:
     w = dict(zip(FEATURE_NAMES, FITTED.weights, strict=True))
     assert w["forecast_excess"] > 0 and w["day_shape"] > 0
     assert w["hour_offset_sq"] < 0 and w["non_workday"] < 0 and w["month_left"] < 0
+    # Recalibrated: the penalised fit's logits were stretched (slope > 1), not shrunk.
+    _, b = FITTED.calibration
+    assert b > 1.0
     with pytest.raises(FrozenInstanceError):
         FITTED.intercept = 0.0  # type: ignore[misc]
 
