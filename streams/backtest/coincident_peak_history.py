@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, cast
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -41,21 +40,23 @@ from optimizer.value import FloatArray
 from schemas import GridSignalEvent
 from streams.backtest.history import data_file
 from streams.engine.coincident_peak import (
+    CENTRAL,
     FEATURE_NAMES,
     ISSUE_DAYS_BEFORE,
-    ISSUE_TIME,
+    MAX_INCENTIVE_USD_PER_MWH,
     PEAK_MONTHS,
     TARIFF_2025_USD_PER_KW_YEAR,
     CoincidentPeakModel,
     build_features,
     charge_usd_per_mw_per_peak,
+    forecast_signal,
+    issue_time,
     reference_peak_mw,
     signal_incentive_usd_per_mwh,
 )
 
 EIA_LOAD = Path("ercot") / "ercot_load_eia930_hourly_2019_2024.csv"
 FOUR_CP = Path("ercot") / "ercot_4cp_intervals_1996_2024.csv"
-CENTRAL = ZoneInfo("America/Chicago")
 REGION = "ERCOT"
 #: Probabilities at which "peaks caught vs hours flagged" is counted. At $17,125 per MW per peak
 #: an hour with p = 0.5 % costs ~$86/MWh in expectation, about a miner's margin: the optimizer
@@ -63,8 +64,6 @@ REGION = "ERCOT"
 THRESHOLDS = (0.002, 0.005, 0.01, 0.02, 0.05)
 #: The naive rule's window: hours starting 15:00, 16:00 and 17:00 Central (15:00-18:00).
 NAIVE_HOURS = (15, 16, 17)
-#: The wire contract's ceiling on an incentive (schemas.grid.GridSignalEvent).
-MAX_INCENTIVE_USD_PER_MWH = 100_000.0
 HOUR = timedelta(hours=1)
 
 
@@ -149,10 +148,8 @@ def daily_forecast_peaks(load: pd.DataFrame) -> dict[date, float]:
 
 
 def decision_time(day: date) -> datetime:
-    """When the probabilities of operating ``day`` are issued: :data:`ISSUE_TIME` Central on
-    the day before (before ERCOT's day-ahead market closes), in UTC."""
-    issue_day = day - timedelta(days=ISSUE_DAYS_BEFORE)
-    return datetime.combine(issue_day, ISSUE_TIME, tzinfo=CENTRAL).astimezone(ZoneInfo("UTC"))
+    """When the probabilities of operating ``day`` are issued (the engine's rule)."""
+    return issue_time(day)
 
 
 def point_in_time_frame(load: pd.DataFrame, peaks: Iterable[datetime] = ()) -> pd.DataFrame:
@@ -528,16 +525,7 @@ def peak_signal_schedule(
         if p < min_probability:
             continue
         begin = pd.Timestamp(hour_start).to_pydatetime()
-        incentive = signal_incentive_usd_per_mwh(float(p), tariff_usd_per_kw_year, 1.0)
-        event = GridSignalEvent(
-            interval_start=begin,
-            interval_end=begin + HOUR,
-            signal_id=f"4cp-forecast:{begin:%Y-%m-%dT%H:%MZ}",
-            signal_type="coincident_peak",
-            region=region,
-            # A tariff so high that p x charge exceeds the wire's ceiling sheds anyway.
-            incentive_usd_per_mwh=min(incentive, MAX_INCENTIVE_USD_PER_MWH),
-        )
+        event = forecast_signal(begin, float(p), tariff_usd_per_kw_year, region)
         out.append((pd.Timestamp(issued).to_pydatetime(), event))
     out.sort(key=lambda item: (item[0], item[1].interval_start))
     return out

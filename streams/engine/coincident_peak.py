@@ -23,7 +23,10 @@ import calendar
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from schemas import GridSignalEvent
 
 #: The months whose system peaks set the 4CP charge (June-September).
 PEAK_MONTHS = (6, 7, 8, 9)
@@ -42,6 +45,10 @@ TRAILING_DAYS = 7
 #: ERCOT's day-ahead market (where reserve for D is sold) closes at 10:00 on D-1.
 ISSUE_TIME = time(6, 0)
 ISSUE_DAYS_BEFORE = 1
+#: ERCOT's clock: operating days, the issue time and the peak hours are Central prevailing time.
+CENTRAL = ZoneInfo("America/Chicago")
+#: The wire contract's ceiling on an incentive (``GridSignalEvent.incentive_usd_per_mwh``).
+MAX_INCENTIVE_USD_PER_MWH = 100_000.0
 
 FEATURE_NAMES = ("forecast_excess", "day_shape", "hour_offset_sq", "non_workday", "month_left")
 
@@ -277,3 +284,27 @@ def signal_incentive_usd_per_mwh(
     if not (math.isfinite(interval_hours) and interval_hours > 0):
         raise ValueError("interval_hours must be finite and > 0")
     return probability * charge_usd_per_mw_per_peak(tariff_usd_per_kw_year) / interval_hours
+
+
+def issue_time(day: date) -> datetime:
+    """When the probabilities of operating ``day`` are issued, in UTC: :data:`ISSUE_TIME`
+    Central, :data:`ISSUE_DAYS_BEFORE` days before ``day`` (live source and backtest alike)."""
+    issue_day = day - timedelta(days=ISSUE_DAYS_BEFORE)
+    return datetime.combine(issue_day, ISSUE_TIME, tzinfo=CENTRAL).astimezone(UTC)
+
+
+def forecast_signal(
+    hour_start: datetime, probability: float, tariff_usd_per_kw_year: float, region: str
+) -> GridSignalEvent:
+    """The ``coincident_peak`` signal of one operating hour at ``probability``: the id is
+    deterministic (``4cp-forecast:<hour start UTC>``), so a re-issued hour replaces the old one.
+    A tariff so high that probability x charge exceeds the wire's ceiling sheds anyway."""
+    incentive = signal_incentive_usd_per_mwh(probability, tariff_usd_per_kw_year, 1.0)
+    return GridSignalEvent(
+        interval_start=hour_start,
+        interval_end=hour_start + timedelta(hours=1),
+        signal_id=f"4cp-forecast:{hour_start:%Y-%m-%dT%H:%MZ}",
+        signal_type="coincident_peak",
+        region=region,
+        incentive_usd_per_mwh=min(incentive, MAX_INCENTIVE_USD_PER_MWH),
+    )

@@ -37,20 +37,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from schemas import GridSignalEvent
 from streams.engine.coincident_peak import (
+    CENTRAL,
     FITTED,
     ISSUE_DAYS_BEFORE,
-    ISSUE_TIME,
     PEAK_MONTHS,
     TRAILING_DAYS,
     CoincidentPeakModel,
     day_probabilities,
-    signal_incentive_usd_per_mwh,
+    forecast_signal,
+    issue_time,
 )
 from streams.errors import GridshiftError
 from streams.sources.checkpoint import Record, write_atomically
@@ -61,20 +61,9 @@ from streams.sources.loop import FeedResult, MalformedResponseError
 log = logging.getLogger(__name__)
 
 SIGNAL_TOPIC = "grid.signal.v1"
-CENTRAL = ZoneInfo("America/Chicago")
 HOUR = timedelta(hours=1)
-#: The contract's ceiling on an incentive (schemas.grid.GridSignalEvent), as the backtest caps.
-MAX_INCENTIVE_USD_PER_MWH = 100_000.0
 #: How far back gridstatus serves ERCOT's actual load (``Ercot.LOAD_HISTORICAL_MAX_DAYS``).
 LOAD_HISTORY_DAYS = 14
-
-
-def issue_time(day: date) -> datetime:
-    """When the probabilities of operating ``day`` are issued (UTC): the engine's
-    ``ISSUE_TIME`` Central, ``ISSUE_DAYS_BEFORE`` days before ``day``, as the backtest's
-    ``decision_time`` (docs/COINCIDENT_PEAK.md "What is known when")."""
-    issue_day = day - timedelta(days=ISSUE_DAYS_BEFORE)
-    return datetime.combine(issue_day, ISSUE_TIME, tzinfo=CENTRAL).astimezone(UTC)
 
 
 def day_start(day: date) -> datetime:
@@ -196,17 +185,7 @@ def day_signals(
     for hour, p in zip(hours, probabilities, strict=True):
         if p < min_probability:
             continue
-        incentive = signal_incentive_usd_per_mwh(p, tariff_usd_per_kw_year, 1.0)
-        out.append(
-            GridSignalEvent(
-                interval_start=hour.start,
-                interval_end=hour.start + HOUR,
-                signal_id=f"4cp-forecast:{hour.start:%Y-%m-%dT%H:%MZ}",
-                signal_type="coincident_peak",
-                region=region,
-                incentive_usd_per_mwh=min(incentive, MAX_INCENTIVE_USD_PER_MWH),
-            )
-        )
+        out.append(forecast_signal(hour.start, p, tariff_usd_per_kw_year, region))
     return out
 
 

@@ -18,12 +18,11 @@ import pytest
 
 from schemas import GridSignalEvent
 from streams.backtest.coincident_peak_history import peak_signal_schedule
-from streams.engine.coincident_peak import FITTED
+from streams.engine.coincident_peak import CENTRAL, FITTED, issue_time
 from streams.errors import GridshiftError
 from streams.kafka.broker import EmbeddedBroker
 from streams.sources import iso
 from streams.sources.coincident_peak import (
-    CENTRAL,
     CoincidentPeakFeed,
     PeakMemory,
     daily_peak_mw,
@@ -31,7 +30,6 @@ from streams.sources.coincident_peak import (
     day_start,
     forecast_hours,
     forecast_peak_mw,
-    issue_time,
     reference_days,
 )
 from streams.sources.config import CoincidentPeakConfig, SourceSettings
