@@ -37,7 +37,7 @@ import pandas as pd
 
 from optimizer.value import FloatArray
 from schemas import GridSignalEvent
-from streams.backtest.coincident_peak_history import CENTRAL
+from streams.engine.coincident_peak import CENTRAL
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 

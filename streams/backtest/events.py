@@ -5,14 +5,17 @@ history has them), the day's hashprice (once per day, when that column is presen
 region's carbon intensity (when its value or hour changes), then each node's real-time price. A
 replay sends what a live feed would have sent, in the same order.
 
-Day-ahead prices are the forecast beyond the last real-time price. A day's day-ahead prices are
-released :data:`DAY_AHEAD_RELEASE` before that day starts (UTC): ERCOT posts its day-ahead
-market results around 13:30 Central the day before, i.e. about 10 h ahead of midnight Central
-(05:00-06:00 UTC); 12 h before midnight UTC is the same order and independent of the market's
-time zone. The first day of a history has its day-ahead prices from its first interval.
+Day-ahead prices are the forecast beyond the last real-time price. They are released as their
+market publishes them (:func:`day_ahead_release`, the one place this rule lives): a market in
+:data:`DAY_AHEAD_PUBLICATION` posts the prices of its operating day D (a calendar day in its own
+time zone) at a fixed local time on D-1 (ERCOT: 13:30 America/Chicago, when its day-ahead
+market results are posted); a region without an entry has a day's prices
+:data:`DAY_AHEAD_RELEASE` before that UTC day starts. The first day of a history has its
+day-ahead prices from its first interval.
 
-A shaped PPA's expected hourly supply (:attr:`GridHistory.ppa`) is released with the day-ahead
-prices of its day: a contract profile (or a generation forecast) is known at least that early.
+A shaped PPA's expected hourly supply (:attr:`GridHistory.ppa`) is released
+:data:`DAY_AHEAD_RELEASE` before its UTC day: a contract profile (or a generation forecast) is
+known at least that early, whatever the market.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from pydantic import BaseModel
@@ -28,8 +32,34 @@ from pydantic import BaseModel
 from schemas import CarbonEvent, HashpriceEvent, PpaSupplyEvent, PriceEvent
 from streams.backtest.history import GridHistory
 
-#: How long before a (UTC) day its day-ahead prices become known.
+#: How long before a (UTC) day its day-ahead prices become known, in a region without an entry
+#: in :data:`DAY_AHEAD_PUBLICATION` (and its PPA supply forecasts, in every region).
 DAY_AHEAD_RELEASE = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """When a market posts its day-ahead prices: at ``posted`` (local time) on the day before
+    each operating day, a calendar day in ``zone``."""
+
+    zone: ZoneInfo
+    posted: time
+
+
+#: Day-ahead publication per region (the history's ``region`` column). ERCOT: DAM results are
+#: posted about 13:30 Central on the day before the operating day (the market closes at 10:00).
+DAY_AHEAD_PUBLICATION: dict[str, Publication] = {
+    "ERCOT": Publication(ZoneInfo("America/Chicago"), time(13, 30)),
+}
+
+
+def day_ahead_release(start: datetime, region: str) -> datetime:
+    """When the day-ahead price of the interval starting at ``start`` (aware) becomes known."""
+    rule = DAY_AHEAD_PUBLICATION.get(region)
+    if rule is None:
+        return start.replace(hour=0, minute=0, second=0, microsecond=0) - DAY_AHEAD_RELEASE
+    day = start.astimezone(rule.zone).date() - timedelta(days=1)
+    return datetime.combine(day, rule.posted, rule.zone).astimezone(start.tzinfo)
 
 
 @dataclass
@@ -54,7 +84,7 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
     carbons = _column(frame, "carbon_g_per_kwh", n)
     hashprices = _column(frame, "hashprice_usd_per_th_day", n)
     releases = _day_ahead_releases(
-        starts, ends, nodes, _column(frame, "day_ahead_price_usd_per_mwh", n)
+        starts, ends, nodes, regions, _column(frame, "day_ahead_price_usd_per_mwh", n)
     )
     if history.ppa is not None and len(history.ppa):
         releases = sorted(releases + _ppa_releases(history.ppa), key=lambda item: item[0])
@@ -122,15 +152,18 @@ Release = tuple[datetime, list[tuple[str, BaseModel]]]
 
 
 def _day_ahead_releases(
-    starts: list[datetime], ends: list[datetime], nodes: list[str], prices: list[float]
+    starts: list[datetime],
+    ends: list[datetime],
+    nodes: list[str],
+    regions: list[str],
+    prices: list[float],
 ) -> list[Release]:
     """Day-ahead price events grouped by when they become known, oldest release first."""
     by_release: dict[datetime, list[tuple[str, BaseModel]]] = {}
-    for start, end, node, price in zip(starts, ends, nodes, prices, strict=True):
+    for start, end, node, region, price in zip(starts, ends, nodes, regions, prices, strict=True):
         if not math.isfinite(price):
             continue
-        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        by_release.setdefault(day - DAY_AHEAD_RELEASE, []).append(
+        by_release.setdefault(day_ahead_release(start, region), []).append(
             (
                 "grid.price.v1",
                 PriceEvent(

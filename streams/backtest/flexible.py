@@ -28,7 +28,8 @@ import pandas as pd
 
 from optimizer.value import FloatArray
 from schemas import ReservePriceEvent
-from streams.backtest.coincident_peak_history import CENTRAL, naive_flags, summer_frame
+from streams.backtest.coincident_peak_history import naive_flags, summer_frame
+from streams.engine.coincident_peak import CENTRAL
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 

@@ -13,7 +13,6 @@ import pytest
 
 from schemas import GridSignalEvent
 from streams.backtest.coincident_peak_history import (
-    CENTRAL,
     daily_forecast_peaks,
     daily_peaks,
     decision_time,
@@ -33,7 +32,7 @@ from streams.backtest.coincident_peak_history import (
     reliability,
     summer_frame,
 )
-from streams.engine.coincident_peak import FITTED, day_probabilities
+from streams.engine.coincident_peak import CENTRAL, FITTED, day_probabilities
 
 
 @pytest.fixture(scope="module")

