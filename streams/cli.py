@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import os
 import signal
 import sys
 import threading
@@ -348,6 +349,12 @@ def demo(
     type=click.Path(path_type=Path, file_okay=False),
     help="Report folder [default: reports/<scenario>].",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Processes running gridshift in chunks side by side, each chunk warmed up by the "
+    "horizon plus a day so the result does not depend on the split; default: one per core.",
+)
 @click.pass_context
 def backtest(
     ctx: click.Context,
@@ -358,6 +365,7 @@ def backtest(
     price_lag: int | None,
     clip_to_data: bool,
     out: Path | None,
+    workers: int | None,
 ) -> None:
     """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle.
 
@@ -380,6 +388,7 @@ def backtest(
         start=_utc(start),
         end=_utc(end),
         clip_to_data=clip_to_data,
+        workers=workers or os.cpu_count() or 1,
     )
     if result.ledger.clipped:
         click.echo(f"gridshift: {result.ledger.clipped}", err=True)

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from optimizer.value import FloatArray
+from streams.backtest.chunks import run_gridshift_chunked
 from streams.backtest.coincident_peak_history import (
     peak_signal_schedule,
     read_4cp,
@@ -60,7 +61,6 @@ from streams.backtest.run import (
     _facility_import,
     actuals,
     run_always_on,
-    run_gridshift,
     run_oracle,
     run_threshold,
     score,
@@ -108,12 +108,18 @@ def run_backtest(
     end: datetime | None = None,
     clip_to_data: bool = False,
     show_progress: bool = True,
+    workers: int = 1,
+    decompose: bool = True,
 ) -> BacktestResult:
     """Load the markets, run every strategy over the period and score them.
 
     ``data_dir`` is needed only when the scenario names a ``data:`` path; relative paths
     resolve against ``scenario_dir``. A period the data does not cover is refused, or with
     ``clip_to_data`` cut to the covered part (the report says so at the top).
+
+    ``workers`` > 1 runs gridshift in that many chunks side by side, each with a warm-up
+    (:mod:`streams.backtest.chunks`); ``decompose`` False solves every round jointly (the
+    earlier code path, for comparisons).
     """
     start, end = start or scenario.start, end or scenario.end
     if end <= start:
@@ -182,17 +188,19 @@ def run_backtest(
         disable=None if show_progress else True,
     ) as bar:
         clock = time.perf_counter()
-        dispatch["gridshift"] = run_gridshift(
+        dispatch["gridshift"] = run_gridshift_chunked(
             fleet,
             history,
             starts,
             scenario.horizon.build(),
             lag=lag,
+            workers=workers,
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
             stale_price_after=watchdog,
             progress=bar.update,
             extra=extras.live,
-        )
+            decompose=decompose,
+        ).dispatch
         seconds["gridshift"] = time.perf_counter() - clock
         _leave_out_restores(act, dispatch["gridshift"])
         clock = time.perf_counter()
@@ -204,6 +212,7 @@ def run_backtest(
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
             progress=bar.update,
             extra=extras.foresight,
+            decompose=decompose,
         )
         seconds["oracle"] = time.perf_counter() - clock
     dispatch["always_on"] = run_always_on(fleet, act)

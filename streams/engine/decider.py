@@ -26,8 +26,8 @@ inference pool's demand by its eligible sites.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -39,16 +39,25 @@ from optimizer import (
     FleetSpec,
     Horizon,
     OptimizerError,
+    Plan,
     PoolSnapshot,
     PoolSpec,
+    SiteSnapshot,
+    SiteSpec,
 )
+from optimizer.decompose import ANONYMOUS, components, merge, site_key
 from schemas import DispatchDecision, TelemetryEvent, Trigger
-from streams.engine.decisions import to_decision
+from streams.engine.decisions import decision_id, to_decision
 from streams.engine.fallback import fail_safe, hold_last_plan
 from streams.engine.fleet import PoolConfig, SiteConfig
 from streams.engine.reserves import COMMIT_LEAD, CommitmentBook
 from streams.engine.snapshots import RoundReads, SnapshotView, build_snapshot
 from streams.engine.state import FleetState
+
+#: At most this many distinct problems solved one by one in a round; beyond, one joint solve of
+#: the fleet (a small solve costs a few ms of cvxpy overhead, about what 10 sites add to a joint
+#: one).
+SEPARATE_MAX = 12
 
 
 @dataclass
@@ -85,8 +94,10 @@ class Decider:
         failsafe_mining_fraction: float = 0.0,
         restore_fraction: float = 0.25,
         reserve_commit_lead: timedelta = COMMIT_LEAD,
+        decompose: bool = True,
     ) -> None:
         self.horizon = horizon
+        self.decompose = decompose
         self.pools = pools
         self.time_limit_s = time_limit_s
         self.stale_price_after = stale_price_after
@@ -98,7 +109,10 @@ class Decider:
             if carbon_budget_t_per_day is None
             else carbon_budget_t_per_day * sum(horizon.step_minutes) / (24 * 60)
         )
-        self.models: dict[tuple[str, ...], FleetModel] = {}
+        self.models: dict[tuple[str, ...], FleetModel] = {}  # joint solves, by ready sites
+        self.part_models: dict[FleetSpec, FleetModel] = {}  # independent problems, by shape
+        self._parts: dict[Hashable, FleetPlan] = {}  # the last round's problems and their plans
+        self._specs: dict[str, tuple[SiteConfig, SiteSpec, SiteSpec]] = {}
         self.last_version: dict[str, str] = {}
         self.last_decision: dict[str, DispatchDecision] = {}
         # The newest decision for an interval before the last decision's: what the site was
@@ -110,6 +124,12 @@ class Decider:
         self.budget_share = 1.0
         self.pool_share: dict[str, float] = {}
         self.reserves = CommitmentBook(lead=reserve_commit_lead)
+
+    @property
+    def compiled_models(self) -> int:
+        """How many fleet models this decider has compiled (joint and independent problems):
+        each lives as long as the decider."""
+        return len(self.models) + len(self.part_models)
 
     def set_scope(self, site_ids: frozenset[str], fleet: Mapping[str, SiteConfig]) -> None:
         """Decide only ``site_ids`` of ``fleet`` and prorate the fleet-wide quantities to them."""
@@ -178,28 +198,112 @@ class Decider:
         return event_clock, f"price feed for {site.price_node} silent for {minutes:.0f} min"
 
     def solve(self, views: dict[str, SnapshotView]) -> FleetPlan:
-        """One joint solve of every ready site (raises OptimizerError on failure)."""
+        """The plan of every ready site (raises OptimizerError on failure).
+
+        With ``decompose`` (the default) the fleet is split into the groups the LP couples
+        (:func:`optimizer.decompose.components`: pools and the carbon budget), a lone site's
+        problem is solved once for every site with the same spec and numbers, and a problem
+        whose inputs are bit-identical to the last round's reuses that round's plan. The LP is
+        separable, so the plans equal the joint solve's (within solver tolerance; tested). When
+        more distinct problems changed than :data:`SEPARATE_MAX`, one joint solve is cheaper
+        than that many small ones and the whole fleet is solved at once, as without it.
+        """
+        if not self.decompose:
+            return self._solve_joint(views)
         key = tuple(sorted(views))
-        model = self.models.get(key)
+        pools = self._pools(key, views)
+        groups = components(key, pools, carbon_budget=self.carbon_budget_t is not None)
+        problems: dict[Hashable, list[tuple[str, ...]]] = {}
+        for group in groups:
+            if len(group) == 1:
+                site_id = group[0]
+                problem: Hashable = site_key(
+                    self._spec(views[site_id], anonymous=True), views[site_id].snapshot
+                )
+            else:
+                problem = (
+                    group,
+                    tuple(
+                        site_key(self._spec(views[s], anonymous=True), views[s].snapshot)
+                        for s in group
+                    ),
+                )
+            problems.setdefault(problem, []).append(group)
+        fresh = [p for p in problems if p not in self._parts]
+        if len(fresh) > SEPARATE_MAX:
+            self._parts = {}
+            return self._solve_joint(views)
+        parts: dict[Hashable, FleetPlan] = {p: self._parts[p] for p in problems if p not in fresh}
+        for problem in fresh:
+            group = problems[problem][0]
+            parts[problem] = self._solve_part(group, views, pools)
+        self._parts = parts  # only the last round's: reuse needs bit-identical inputs to it
+        sites: dict[str, Plan] = {}
+        for problem, members in problems.items():
+            part = parts[problem]
+            for group in members:
+                if len(group) == 1:
+                    sites[group[0]] = part.sites[ANONYMOUS]
+                else:
+                    sites.update(part.sites)
+        fresh_set = set(fresh)
+        return merge(
+            sites,
+            [(parts[p], len(members), p in fresh_set) for p, members in problems.items()],
+            {s: views[s].snapshot.step_hours for s in key},
+        )
+
+    def _spec(self, view: SnapshotView, *, anonymous: bool = False) -> SiteSpec:
+        """The site's optimizer spec (``anonymous``: under :data:`ANONYMOUS`), built once per
+        site config (a round asks for it hundreds of times)."""
+        cached = self._specs.get(view.site.site_id)
+        if cached is None or cached[0] is not view.site:
+            spec = view.site.spec()
+            cached = (view.site, spec, replace(spec, site_id=ANONYMOUS))
+            self._specs[view.site.site_id] = cached
+        return cached[2] if anonymous else cached[1]
+
+    def _pools(self, key: tuple[str, ...], views: dict[str, SnapshotView]) -> list[PoolSpec]:
         sites = tuple(views[site_id].site for site_id in key)
-        pools = [
+        return [
             PoolSpec(pool.pool_id, eligible)
             for pool in self.pools
             if (eligible := pool.eligible(sites))
         ]
-        if model is None:
+
+    def _solve_part(
+        self, group: tuple[str, ...], views: dict[str, SnapshotView], pools: list[PoolSpec]
+    ) -> FleetPlan:
+        """One independent problem: a lone site under :data:`ANONYMOUS` (one compiled model per
+        site shape), or a coupled group under its ids with the pools among it."""
+        if len(group) == 1:
+            view = views[group[0]]
+            spec = FleetSpec(sites=(self._spec(view, anonymous=True),))
+            snapshots = {ANONYMOUS: view.snapshot}
+            part_pools: list[PoolSpec] = []
+        else:
+            members = set(group)
+            part_pools = [p for p in pools if any(s in members for s, _ in p.eligible)]
             spec = FleetSpec(
-                sites=tuple(site.spec() for site in sites),
-                pools=tuple(pools),
+                sites=tuple(self._spec(views[s]) for s in group),
+                pools=tuple(part_pools),
                 carbon_budget=self.carbon_budget_t is not None,
             )
+            snapshots = {s: views[s].snapshot for s in group}
+        model = self.part_models.get(spec)
+        if model is None:
             model = FleetModel(spec, self.horizon.n_steps, time_limit_s=self.time_limit_s)
-            self.models[key] = model
+            self.part_models[spec] = model
+        return model.plan(self._fleet_snapshot(snapshots, part_pools))
+
+    def _fleet_snapshot(
+        self, snapshots: dict[str, SiteSnapshot], pools: list[PoolSpec]
+    ) -> FleetSnapshot:
         n = self.horizon.n_steps
         by_id = {pool.pool_id: pool for pool in self.pools}
         share = self.pool_share
-        snapshot = FleetSnapshot(
-            sites={k: v.snapshot for k, v in views.items()},
+        return FleetSnapshot(
+            sites=snapshots,
             pools={
                 p.pool_id: PoolSnapshot(
                     demand_mw=np.full(n, by_id[p.pool_id].demand_mw * share.get(p.pool_id, 1.0)),
@@ -211,7 +315,21 @@ class Decider:
                 None if self.carbon_budget_t is None else self.carbon_budget_t * self.budget_share
             ),
         )
-        return model.plan(snapshot)
+
+    def _solve_joint(self, views: dict[str, SnapshotView]) -> FleetPlan:
+        """One joint solve of every ready site (one compiled model per set of ready sites)."""
+        key = tuple(sorted(views))
+        model = self.models.get(key)
+        pools = self._pools(key, views)
+        if model is None:
+            spec = FleetSpec(
+                sites=tuple(self._spec(views[site_id]) for site_id in key),
+                pools=tuple(pools),
+                carbon_budget=self.carbon_budget_t is not None,
+            )
+            model = FleetModel(spec, self.horizon.n_steps, time_limit_s=self.time_limit_s)
+            self.models[key] = model
+        return model.plan(self._fleet_snapshot({k: v.snapshot for k, v in views.items()}, pools))
 
     def decisions(self, rnd: Round, plan: FleetPlan) -> list[DispatchDecision]:
         """Optimal decisions for the changed sites, fail-safe ones for the stale sites; first,
@@ -222,16 +340,28 @@ class Decider:
                 self.reserves.commit(
                     site_id, view.now, view.step_starts, view.step_ends[-1], site_plan.reserve_mw
                 )
-        out = [
-            to_decision(
-                rnd.views[s],
-                plan.sites[s],
-                rnd.triggers[s],
-                plan,
-                sold=self.reserves.within(s, rnd.views[s].now, rnd.views[s].step_ends[-1]),
-            )
-            for s in rnd.changed
-        ]
+        out = []
+        # Sites solved as one problem share one Plan object; with the same trigger, notes and
+        # reserve sold, their decisions differ only in the site's identity, so the decision is
+        # built (and validated) once and copied with the other site's id and version.
+        built: dict[Hashable, DispatchDecision] = {}
+        for s in rnd.changed:
+            view, site_plan = rnd.views[s], plan.sites[s]
+            sold = self.reserves.within(s, view.now, view.step_ends[-1])
+            same = (id(site_plan), rnd.triggers[s], view.now, view.notes, _sold_key(sold))
+            template = built.get(same) if self.decompose else None
+            if template is None:
+                decision = to_decision(view, site_plan, rnd.triggers[s], plan, sold=sold)
+                built[same] = decision
+            else:
+                decision = template.model_copy(
+                    update={
+                        "site_id": s,
+                        "input_version": view.input_version,
+                        "decision_id": decision_id(s, view.now, view.input_version),
+                    }
+                )
+            out.append(decision)
         out += self._stale_decisions(rnd)
         for decision in out:
             self._remember(decision, rnd)
@@ -343,6 +473,10 @@ class Decider:
         if not rnd.views:
             return None
         return rnd, self.solve(rnd.views)
+
+
+def _sold_key(sold: list[tuple[datetime, dict[str, float]]]) -> Hashable:
+    return tuple((hour, tuple(sorted(mw.items()))) for hour, mw in sold)
 
 
 def _newest(clock: datetime | None, telemetry: TelemetryEvent | None) -> datetime | None:

@@ -174,10 +174,10 @@ class Replanner:
                 self.note_waiting()
                 if self.ledger:
                     await self.ledger.release(answered)
-                if len(self.decider.models) != models_settled:
+                if self.decider.compiled_models != models_settled:
                     # A new fleet model lives as long as the worker: out of the collector's way.
                     heap.settle()
-                    models_settled = len(self.decider.models)
+                    models_settled = self.decider.compiled_models
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -115,7 +115,7 @@ async def test_a_new_fleet_model_is_taken_out_of_later_collections() -> None:
             await out.wait_for(1)
             feed(state, planner, price(1, 21.0))  # the next round starts after the settling
             await out.wait_for(2)
-        assert len(decider.models) == 1
+        assert decider.compiled_models == 1
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
