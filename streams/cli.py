@@ -399,7 +399,17 @@ def backtest(
 
 
 @cli.command()
-@click.argument("source", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("source", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option(
+    "--scenario",
+    help="Replay a scenario's markets (name or file) instead of SOURCE, with its 4CP signals, "
+    "reserve prices and grid emergencies, each when it became known; needs --start and --end.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Data folder for the scenario's data: paths [env GRIDSHIFT_DATA_DIR].",
+)
 @click.option(
     "--mapping",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -425,7 +435,9 @@ def backtest(
 @click.pass_context
 def replay(
     ctx: click.Context,
-    source: Path,
+    source: Path | None,
+    scenario: str | None,
+    data_dir: Path | None,
     mapping: Path | None,
     speed: float | None,
     start: datetime | None,
@@ -433,29 +445,46 @@ def replay(
     bootstrap: str | None,
     topic_prefix: str | None,
 ) -> None:
-    """Publish a grid history (CSV/Parquet, gridstatus export, or mapped) into the input topics."""
+    """Publish a grid history (CSV/Parquet, gridstatus export, or mapped) into the input topics,
+    or a scenario's window (--scenario) with its 4CP signals, reserve prices and emergencies."""
     _require_backtest_extra("replay")
     import pandas as pd  # noqa: PLC0415
 
     from streams.backtest.history import ercot_mapping_path, load_mapping, read_history  # noqa: PLC0415
-    from streams.replay import replay_history  # noqa: PLC0415
+    from streams.replay import replay_history, scenario_replay  # noqa: PLC0415
     from streams.sdk import Publisher  # noqa: PLC0415
 
-    settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
-    connection = _connection(settings)
-    if mapping is None and source.name.startswith("ercot_replay_15min"):
-        mapping = ercot_mapping_path()  # the shared ERCOT table is known
-    history = read_history(source, load_mapping(mapping) if mapping else None)
-    history = history.window(
-        pd.Timestamp(start, tz="UTC") if start else None,
-        pd.Timestamp(end, tz="UTC") if end else None,
+    if (source is None) == (scenario is None):
+        raise click.UsageError("give a SOURCE file or --scenario NAME (one of them)")
+    settings = _settings(
+        ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, data_dir=data_dir
     )
+    connection = _connection(settings)
+    extra: list[tuple[datetime, Any]] = []
+    if scenario is not None:
+        if start is None or end is None:
+            raise click.UsageError("--scenario needs --start and --end (UTC)")
+        window = scenario_replay(
+            scenario, settings.data_dir, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+        )
+        history, extra = window.history, window.extra
+    else:
+        assert source is not None
+        if mapping is None and source.name.startswith("ercot_replay_15min"):
+            mapping = ercot_mapping_path()  # the shared ERCOT table is known
+        history = read_history(source, load_mapping(mapping) if mapping else None)
+        history = history.window(
+            pd.Timestamp(start, tz="UTC") if start else None,
+            pd.Timestamp(end, tz="UTC") if end else None,
+        )
     for note in history.notes:
         click.echo(f"note: {note}", err=True)
 
     async def send() -> None:
         async with Publisher(connection, topic_prefix=settings.topic_prefix) as publisher:
-            task = asyncio.ensure_future(replay_history(history, publisher, speed=speed))
+            task = asyncio.ensure_future(
+                replay_history(history, publisher, speed=speed, extra=extra)
+            )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, task.cancel)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from schemas.registry import TOPICS
 from streams.backtest.events import IntervalBatch, history_intervals
 from streams.backtest.history import GridHistory
-from streams.backtest.report import _extras as backtest_extras
+from streams.backtest.report import flexible_extras
 from streams.backtest.run import timeline
 from streams.backtest.scenario import Scenario, load_markets, load_scenario, resolve_scenario
 from streams.errors import GridshiftError
@@ -75,7 +75,7 @@ def scenario_replay(
     market = load_markets(scenario, data_dir, path.parent)
     history = market.history.window(pd.Timestamp(start), pd.Timestamp(end))
     starts = timeline(start, end, scenario.step_minutes)
-    extras = backtest_extras(
+    extras = flexible_extras(
         scenario, data_dir=data_dir, scenario_dir=path.parent, start=start, end=end, starts=starts
     )
     return ScenarioReplay(scenario, history, extras.live, starts)

@@ -67,6 +67,7 @@ from streams.backtest.run import (
     timeline,
 )
 from streams.backtest.scenario import Paths, Scenario, load_markets
+from streams.backtest.trace import write_intervals, write_summary
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 
@@ -89,6 +90,8 @@ class BacktestResult:
     #: during each and the MW reduced against always-on.
     emergencies: list[GridEmergency] = field(default_factory=list)
     event_imports: dict[str, list[EventImport]] = field(default_factory=dict)
+    #: The realised 4CP interval starts (UTC) in the window, the ones the 4CP charge is taken at.
+    peaks: list[datetime] = field(default_factory=list)
 
     @property
     def notes(self) -> list[str]:
@@ -169,7 +172,7 @@ def run_backtest(
     history = market.history.window(
         pd.Timestamp(period.start) - pd.Timedelta(days=1), pd.Timestamp(period.end)
     )
-    extras = _extras(
+    extras = flexible_extras(
         scenario,
         data_dir=data_dir,
         scenario_dir=scenario_dir,
@@ -219,9 +222,11 @@ def run_backtest(
     dispatch["threshold"] = run_threshold(fleet, act, lag)
     if cp is not None or rs is not None or scenario.emergencies is not None:
         dispatch["todays_practice"] = _todays_practice(
-            fleet, act, dispatch["threshold"], data_dir, cp.region if cp else None
+            fleet, act, dispatch["threshold"], data_dir, cp.region if cp else None, mcpc=extras.mcpc
         )
-    event_imports = _emergency_response(scenario, fleet, act, dispatch, extras.emergencies)
+    event_imports = _emergency_response(
+        scenario, fleet, act, dispatch, extras.emergencies, mcpc=extras.mcpc
+    )
     scores = {name: score(fleet, act, d) for name, d in dispatch.items()}
     _score_extras(scenario, fleet=fleet, act=act, dispatch=dispatch, scores=scores, extras=extras)
     window_start, window_end = pd.Timestamp(period.start), pd.Timestamp(period.end)
@@ -256,6 +261,7 @@ def run_backtest(
         seconds,
         extras.emergencies,
         event_imports,
+        extras.peaks,
     )
 
 
@@ -271,7 +277,7 @@ class _Extras:
     emergencies: list[GridEmergency] = field(default_factory=list)
 
 
-def _extras(
+def flexible_extras(
     scenario: Scenario,
     *,
     data_dir: Path | None,
@@ -361,6 +367,8 @@ def _emergency_response(
     act: Actuals,
     dispatch: dict[str, Dispatch],
     emergencies: list[GridEmergency],
+    *,
+    mcpc: dict[str, FloatArray],
 ) -> dict[str, list[EventImport]]:
     """With ``[emergencies]``: today's practice curtails all mining in every request (its
     reserve offer follows), and per strategy the import during each request."""
@@ -373,7 +381,7 @@ def _emergency_response(
         fleet, act.starts, step, practice.mining, events=emergencies, region=em.region
     )
     practice.grid_import = _facility_import(fleet, practice.mining, practice.gpu + practice.routed)
-    practice.reserve = todays_practice_reserve(fleet, practice.mining)
+    practice.reserve = todays_practice_reserve(fleet, practice.mining, mcpc or None)
     rows = [i for i, site in enumerate(fleet.sites) if site.carbon_region == em.region]
     reference = dispatch["always_on"].grid_import
     return {
@@ -390,9 +398,11 @@ def _todays_practice(
     threshold: Dispatch,
     data_dir: Path | None,
     peak_region: str | None,
+    *,
+    mcpc: dict[str, FloatArray],
 ) -> Dispatch:
     """Today's practice: the threshold rule, off 15:00-18:00 Central on the naive 4CP days,
-    and all running mining offered as reserve."""
+    and all running mining offered as reserve (in the first qualified product that cleared)."""
     hours = naive_peak_hours(data_dir) if peak_region is not None else set()
     mining = todays_practice_mining(fleet, act.starts, threshold.mining, hours, peak_region)
     out = Dispatch(
@@ -402,7 +412,7 @@ def _todays_practice(
         threshold.routed,
         threshold.routed_revenue_usd,
     )
-    out.reserve = todays_practice_reserve(fleet, mining)
+    out.reserve = todays_practice_reserve(fleet, mining, mcpc or None)
     return out
 
 
@@ -466,7 +476,8 @@ def compared(difference: float, what: str) -> str:
 
 
 def write_report(result: BacktestResult, out_dir: Path) -> Path:
-    """Write report.md and its plots into ``out_dir``; return the report's path."""
+    """Write report.md, its plots, intervals.csv and summary.json (:mod:`trace`) into
+    ``out_dir``; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [
         _save(dispatch_figure(result), out_dir / "price_vs_dispatch.png"),
@@ -529,6 +540,9 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     lines += ["", "## Data treatment", "", *result.ledger.markdown()]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # The figures' inputs, for recomputing them without gridshift (issue #14).
+    write_intervals(result, out_dir)
+    write_summary(result, out_dir)
     return report
 
 
@@ -580,7 +594,12 @@ def _ppa_lines(result: BacktestResult) -> list[str]:
     lines = [
         f"PPA shaped as {ppa.profile} (ppa_mw is {rule}), typical-year 2022 profile: "
         f"{delivered:,.0f} MWh over the scored intervals against {contracted:,.0f} MWh flat. "
-        "Scoring only: the optimizer plans against the flat ppa_mw.",
+        + (
+            "gridshift and the oracle plan against this shape (grid.ppa.v1 forecasts released "
+            "with each day's day-ahead prices)."
+            if ppa.forecast
+            else "Scoring only: gridshift plans against the flat ppa_mw."
+        ),
         "",
         "| strategy | hourly CFE score | t CO2 market-based |",
         "|---|---|---|",

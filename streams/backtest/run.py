@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -516,10 +517,17 @@ def run_oracle(
     out = Dispatch.empty(n, k_total)
     # One state fed in event order: each day's window adds that day (its future included) on top
     # of what came before, so a day without data holds the last values, as the live state would.
-    events = heapq.merge(
-        (event for batch in history_intervals(history) for _, event in batch.events),
-        sorted(extra, key=lambda e: e.interval_start),  # type: ignore[attr-defined]
-        key=lambda e: e.interval_start,  # type: ignore[attr-defined]
+    # By interval start, not by release: day-ahead prices and PPA forecasts come in the batch
+    # of their release, a day early, and a merge that trusted the batch order would stop at the
+    # first of them and leave the rest of the day's real-time prices unread.
+    events = iter(
+        sorted(
+            itertools.chain(
+                (event for batch in history_intervals(history) for _, event in batch.events),
+                extra,
+            ),
+            key=lambda e: e.interval_start,  # type: ignore[attr-defined]
+        )
     )
     upcoming = next(events, None)
     state = FleetState(fleet)

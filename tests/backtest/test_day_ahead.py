@@ -27,9 +27,11 @@ from streams.backtest.history import (
     read_history,
 )
 from streams.backtest.report import run_backtest
-from streams.backtest.run import _feed
+from streams.backtest.run import _feed, run_oracle, timeline
 from streams.backtest.scenario import load_scenario, scenario_paths
 from streams.backtest.synthetic import synthetic_week
+from streams.engine.fleet import Fleet
+from tests.factories import mining_site
 
 START = datetime(2024, 8, 18, 5, tzinfo=UTC)
 CENTRAL = ZoneInfo("America/Chicago")
@@ -138,3 +140,18 @@ def test_day_ahead_prices_as_the_forecast_no_longer_lose_to_the_threshold_rule(
     assert scores["gridshift"].net_margin_usd >= scores["threshold"].net_margin_usd
     kinds = result.dispatch["gridshift"].notes
     assert any("from the day-ahead forecast" in kind for kind in kinds)  # it was used
+
+
+def test_the_oracle_reads_every_real_time_price_when_day_ahead_prices_come_a_day_early() -> None:
+    """Day-ahead prices arrive with their release, a day before their intervals; the oracle must
+    still read each day's real-time prices (here: a spike the flat day-ahead price lacks)."""
+    week = synthetic_week(START)
+    frame = week.frame.copy()
+    frame["day_ahead_price_usd_per_mwh"] = 30.0  # flat, SYNTHETIC: no spike in the day-ahead
+    history = GridHistory(frame, 15, week.notes, "flat day-ahead (SYNTHETIC)")
+    starts = timeline(START, START + timedelta(days=7), 15)
+    out = run_oracle(Fleet(sites=(mining_site(),)), history, starts, 15)
+    spiked = [k for k, price in enumerate(frame["price_usd_per_mwh"]) if price >= 2500.0]
+    assert spiked
+    assert all(out.mining[0, k] == 0.0 for k in spiked)  # shed through the real-time spike
+    assert out.mining[0, spiked[0] - 8] > 0.0  # and mining before it

@@ -201,7 +201,8 @@ def test_backtest_mistakes_give_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "gridshift: error: no scenario 'no-such-scenario': give a file or one of "
-        "ercot-flexible-load, gigawatt, miner-to-ai-host, national-network, northern-data"
+        "ercot-flexible-load-rt, ercot-flexible-load, gigawatt, miner-to-ai-host, "
+        "national-network, northern-data"
     ]
 
 
