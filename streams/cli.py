@@ -27,6 +27,7 @@ from streams.kafka.connection import KafkaConnection
 from streams.openadr.cli import openadr_ven
 from streams.settings import Settings, load_settings
 from streams.sources.cli import source
+from streams.windows import WINDOW_FORMATS, utc_bound
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,18 +64,6 @@ def sites_option(func: F) -> F:
 
 def _settings(ctx: click.Context, **overrides: object) -> Settings:
     return load_settings(log_level=ctx.obj.get("log_level"), **overrides)
-
-
-#: What --start/--end accept: a date, a UTC time, or a time with its offset (as scenario files
-#: write them: 2024-11-04T04:00Z, 2024-11-03T01:00-05:00).
-WINDOW_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M%z"]
-
-
-def _utc(when: datetime | None) -> datetime | None:
-    """A window bound in UTC: naive values are UTC, offsets are honoured."""
-    if when is None:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _require_backtest_extra(command: str) -> None:
@@ -385,8 +374,8 @@ def backtest(
         loaded,
         settings.data_dir,
         path.parent,
-        start=_utc(start),
-        end=_utc(end),
+        start=utc_bound(start),
+        end=utc_bound(end),
         clip_to_data=clip_to_data,
         workers=workers or os.cpu_count() or 1,
     )
@@ -422,12 +411,12 @@ def backtest(
 )
 @click.option(
     "--start",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    type=click.DateTime(WINDOW_FORMATS),
     help="First interval to send (UTC); resume position after Ctrl-C.",
 )
 @click.option(
     "--end",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    type=click.DateTime(WINDOW_FORMATS),
     help="Stop before this time (UTC).",
 )
 @bootstrap_option
@@ -464,9 +453,7 @@ def replay(
     if scenario is not None:
         if start is None or end is None:
             raise click.UsageError("--scenario needs --start and --end (UTC)")
-        window = scenario_replay(
-            scenario, settings.data_dir, start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
-        )
+        window = scenario_replay(scenario, settings.data_dir, utc_bound(start), utc_bound(end))
         history, extra = window.history, window.extra
     else:
         assert source is not None
@@ -474,8 +461,8 @@ def replay(
             mapping = ercot_mapping_path()  # the shared ERCOT table is known
         history = read_history(source, load_mapping(mapping) if mapping else None)
         history = history.window(
-            pd.Timestamp(start, tz="UTC") if start else None,
-            pd.Timestamp(end, tz="UTC") if end else None,
+            pd.Timestamp(utc_bound(start)) if start else None,
+            pd.Timestamp(utc_bound(end)) if end else None,
         )
     for note in history.notes:
         click.echo(f"note: {note}", err=True)

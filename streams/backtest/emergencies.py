@@ -119,6 +119,23 @@ def read_grid_events(path: Path, region: str) -> list[GridEmergency]:
     return out
 
 
+def requests_without_window(path: Path, start: datetime, end: datetime) -> list[str]:
+    """Requests the table lists on days overlapping [start, end) (Central) whose window it did
+    not capture: they give no signal, and the report must say they were left out."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    first = start.astimezone(CENTRAL).date()
+    last = (end - timedelta(microseconds=1)).astimezone(CENTRAL).date()
+    out = []
+    for _, row in raw.iterrows():
+        kind = row["type"].strip()
+        if kind in NOT_A_REQUEST or _WINDOW.match(row["window_local_cpt"]):
+            continue
+        day = pd.Timestamp(row["date_local"]).date()
+        if first <= day <= last:
+            out.append(f"{day:%Y-%m-%d} {kind} (window {row['window_local_cpt'].strip()})")
+    return out
+
+
 def in_window(
     events: Sequence[GridEmergency], start: datetime, end: datetime
 ) -> list[GridEmergency]:

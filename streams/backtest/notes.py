@@ -28,6 +28,21 @@ _TOLD = (
         r"carbon intensity unknown for \1: the plan assumed zero emissions",
     ),
     (
+        re.compile(r"^reserve: # of # steps in hours sold day-ahead"),
+        "reserve book: the horizon's hours already sold day-ahead, open to sell (starting at "
+        "least the commitment lead ahead) or closed unsold (bookkeeping, nothing assumed)",
+    ),
+    (
+        re.compile(r"^price: # of # steps from the day-ahead forecast"),
+        "price beyond the last real-time price taken from the day-ahead price, corrected by its "
+        "error at the last real-time price (a forecast, not a settled price)",
+    ),
+    (
+        re.compile(r"^reserve price (\S+): # steps from the same hour a day earlier"),
+        r"\1 reserve price assumed equal to the same hour a day earlier, or held at the last "
+        "known price, where no day-ahead clearing price was published yet",
+    ),
+    (
         re.compile(r"^ppa: # of # steps at the flat ppa_mw # MW"),
         "PPA supply assumed flat (ppa_mw) beyond the released PPA forecasts",
     ),

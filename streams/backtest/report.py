@@ -39,6 +39,7 @@ from streams.backtest.emergencies import (
     imports_during,
     in_window,
     read_grid_events,
+    requests_without_window,
 )
 from streams.backtest.flexible import (
     demand_at_peaks_mw,
@@ -92,6 +93,8 @@ class BacktestResult:
     event_imports: dict[str, list[EventImport]] = field(default_factory=dict)
     #: The realised 4CP interval starts (UTC) in the window, the ones the 4CP charge is taken at.
     peaks: list[datetime] = field(default_factory=list)
+    #: Requests in the window the events table lists without a time window (no signal made).
+    emergencies_left_out: list[str] = field(default_factory=list)
 
     @property
     def notes(self) -> list[str]:
@@ -262,6 +265,7 @@ def run_backtest(
         extras.emergencies,
         event_imports,
         extras.peaks,
+        extras.emergencies_left_out,
     )
 
 
@@ -275,6 +279,8 @@ class _Extras:
     peaks: list[datetime]
     mcpc: dict[str, FloatArray]
     emergencies: list[GridEmergency] = field(default_factory=list)
+    #: Requests in the window the events table lists without a time window (no signal made).
+    emergencies_left_out: list[str] = field(default_factory=list)
 
 
 def flexible_extras(
@@ -324,15 +330,17 @@ def flexible_extras(
         foresight += [event for _, event in schedule]
         mcpc = mcpc_on_grid(prices_table, starts)
     emergencies: list[GridEmergency] = []
+    left_out: list[str] = []
     em = scenario.emergencies
     if em is not None:
         paths = Paths(scenario_dir.absolute(), data_dir)
         table = paths.resolve(em.file, "emergencies.file")
         emergencies = in_window(read_grid_events(table, em.region), start, end)
+        left_out = requests_without_window(table, start, end)
         # gridshift hears each request when it was issued; the oracle knows it with its day.
         live += [(e.known, e.signal) for e in emergencies]
         foresight += [e.signal for e in emergencies]
-    return _Extras(live, foresight, peaks, mcpc, emergencies)
+    return _Extras(live, foresight, peaks, mcpc, emergencies, left_out)
 
 
 def _score_extras(
@@ -613,8 +621,19 @@ def _ppa_lines(result: BacktestResult) -> list[str]:
 def _emergency_lines(result: BacktestResult) -> list[str]:
     """Per grid request in the window and strategy: the fleet's average import over the
     request's intervals and the MW reduced against mining always on."""
+    left_out = (
+        [
+            "",
+            f"Left out ({len(result.emergencies_left_out)}): the events table gives no time "
+            "window for these requests, so no signal was made and no strategy answered them: "
+            + "; ".join(result.emergencies_left_out)
+            + ".",
+        ]
+        if result.emergencies_left_out
+        else []
+    )
     if not result.emergencies:
-        return ["No conservation request or emergency in the window."]
+        return ["No conservation request or emergency in the window.", *left_out]
     names = [n for n in LABELS if n in result.event_imports]
     lines = [
         "Fleet grid import, average MW over the intervals each request overlaps (MW reduced "
@@ -633,7 +652,7 @@ def _emergency_lines(result: BacktestResult) -> list[str]:
                 "-" if found is None else f"{found.import_mw:,.1f} ({found.reduced_mw:,.1f})"
             )
         lines.append(f"| {event.label} | " + " | ".join(cells) + " |")
-    return lines
+    return lines + left_out
 
 
 def _save(fig: Figure, path: Path) -> Path:

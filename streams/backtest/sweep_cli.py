@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
+
+from streams.windows import WINDOW_FORMATS, utc_bound
 
 
 @click.command()
@@ -53,12 +55,8 @@ import click
     envvar="GRIDSHIFT_DATA_DIR",
     help="Data folder for the scenario's data: paths [env GRIDSHIFT_DATA_DIR].",
 )
-@click.option(
-    "--start", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="First interval (UTC)."
-)
-@click.option(
-    "--end", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M"]), help="End (UTC, exclusive)."
-)
+@click.option("--start", type=click.DateTime(WINDOW_FORMATS), help="First interval (UTC).")
+@click.option("--end", type=click.DateTime(WINDOW_FORMATS), help="End (UTC, exclusive).")
 @click.option("--clip-to-data", is_flag=True, help="Run only the part the data covers.")
 @click.option(
     "--out",
@@ -97,8 +95,8 @@ def sweep(
         data_dir,
         workers=workers,
         scheduler=scheduler,
-        start=start.replace(tzinfo=UTC) if start else None,
-        end=end.replace(tzinfo=UTC) if end else None,
+        start=utc_bound(start),
+        end=utc_bound(end),
         clip_to_data=clip_to_data,
     )
     report = write_sweep(run, spec, folder)

@@ -135,7 +135,8 @@ def reserve_command(**common: Any) -> None:
 @source.command("coincident-peak")
 @_common
 def coincident_peak_command(**common: Any) -> None:
-    """ERCOT 4CP probabilities for each summer hour of today, computed with the backtest's
+    """ERCOT 4CP probabilities for each summer hour of tomorrow (issued at 06:00 Central, before
+    the day-ahead market closes) and today, computed with the backtest's
     model from ERCOT's load and load forecast, as coincident_peak signals to grid.signal.v1
     (gridstatus). Publishes nothing outside June-September."""
     from streams.sources.runner import coincident_peak_plan  # noqa: PLC0415

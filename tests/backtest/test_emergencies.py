@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.backtest.emergencies import read_grid_events
+from streams.backtest.emergencies import read_grid_events, requests_without_window
 from streams.backtest.report import run_backtest, write_report
 from streams.backtest.scenario import load_scenario, scenario_paths
 
@@ -38,6 +38,12 @@ def test_grid_events_are_central_time_signals_known_when_issued(tmp_path: Path) 
     assert winter.start == datetime(2024, 1, 15, 12, tzinfo=UTC)
     assert eea.signal.signal_type == "emergency" and appeal.signal.signal_type == "demand_response"
     assert eea.signal.region == "ERCOT" and eea.signal.limit_mw is None
+    # The request without a window makes no signal, and is named so the report can say so.
+    week = (datetime(2023, 8, 24, 5, tzinfo=UTC), datetime(2023, 8, 31, 5, tzinfo=UTC))
+    assert requests_without_window(table, *week) == [
+        "2023-08-25 conservation_appeal (window not captured)"
+    ]
+    assert requests_without_window(table, SEPTEMBER, SEPTEMBER + timedelta(days=7)) == []
 
 
 @pytest.mark.data

@@ -188,9 +188,18 @@ def test_the_demo_draws_no_progress_bar_when_stderr_is_not_a_terminal(
 
 
 def test_window_bounds_take_a_utc_time_or_an_offset_as_scenario_files_write_them() -> None:
-    from streams.cli import WINDOW_FORMATS, _utc  # noqa: PLC0415
+    from streams.windows import WINDOW_FORMATS, utc_bound  # noqa: PLC0415
 
+    _utc = utc_bound
     parse = click.DateTime(WINDOW_FORMATS).convert
     assert _utc(parse("2024-11-04T04:00Z", None, None)) == datetime(2024, 11, 4, 4, tzinfo=UTC)
     assert _utc(parse("2024-11-04T00:00-05:00", None, None)) == datetime(2024, 11, 4, 5, tzinfo=UTC)
     assert _utc(parse("2024-11-04", None, None)) == datetime(2024, 11, 4, tzinfo=UTC)
+    # Every command with a window takes the same forms (a time copied from a scenario file).
+    from streams.cli import cli  # noqa: PLC0415
+
+    for name in ("backtest", "sweep", "replay"):
+        options = {p.name: p for p in cli.commands[name].params}
+        for bound in ("start", "end"):
+            kind = options[bound].type
+            assert isinstance(kind, click.DateTime) and kind.formats == WINDOW_FORMATS, name
