@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from streams.backtest.report import BacktestResult
 
 INTERVALS = "intervals.csv"
+#: Above this many rows (strategies x sites x intervals: a year of 120 sites is ~21 million) the
+#: set-points go to Parquet instead, written a strategy at a time: a CSV that size takes minutes
+#: to format and gigabytes to hold, and no spreadsheet opens it.
+MAX_CSV_ROWS = 1_000_000
+INTERVALS_PARQUET = "intervals.parquet"
 SUMMARY = "summary.json"
 
 
@@ -33,37 +38,68 @@ def write_intervals(result: BacktestResult, out_dir: Path) -> Path:
     """One row per strategy, site and interval: ``strategy``, ``site_id``,
     ``interval_start_utc``, ``interval_end_utc`` (ISO, Z), ``scored`` (1/0), ``grid_import_mw``,
     ``mining_mw``, ``gpu_mw`` and ``reserve_<product>_mw`` for every product a site of the
-    fleet is qualified for (0 where the strategy holds none)."""
+    fleet is qualified for (0 where the strategy holds none). ``intervals.csv``, or with more
+    than :data:`MAX_CSV_ROWS` rows ``intervals.parquet`` (the same columns, times as UTC
+    timestamps)."""
     act, fleet = result.actuals, result.fleet
+    names = [n for n in LABELS if n in result.dispatch]
+    if len(names) * len(fleet.sites) * len(act.starts) > MAX_CSV_ROWS:
+        return _write_parquet(result, names, out_dir / INTERVALS_PARQUET)
     step = timedelta(minutes=result.scenario.step_minutes)
     starts = pd.DatetimeIndex(act.starts).tz_convert("UTC")
     begin = starts.strftime("%Y-%m-%dT%H:%M:%SZ")
     end = (starts + step).strftime("%Y-%m-%dT%H:%M:%SZ")
-    products = sorted({p for site in fleet.sites for p in site.reserve_products})
-    frames = []
-    for name in [n for n in LABELS if n in result.dispatch]:
-        d = result.dispatch[name]
-        for i, site in enumerate(fleet.sites):
-            frame = pd.DataFrame(
-                {
-                    "strategy": name,
-                    "site_id": site.site_id,
-                    "interval_start_utc": begin,
-                    "interval_end_utc": end,
-                    "scored": act.scored.astype(int),
-                    "grid_import_mw": d.grid_import[i],
-                    "mining_mw": d.mining[i],
-                    "gpu_mw": d.gpu[i],
-                }
-            )
-            for product in products:
-                held = d.reserve.get(product)
-                frame[f"reserve_{product}_mw"] = held[i] if held is not None else 0.0
-            frames.append(frame)
+    frames = [_strategy_frame(result, name, begin, end) for name in names]
     path = out_dir / INTERVALS
     # Full float precision (repr): the sums recomputed from the file match the report's.
     pd.concat(frames, ignore_index=True).to_csv(path, index=False, float_format=None)
     return path
+
+
+def _write_parquet(result: BacktestResult, names: list[str], path: Path) -> Path:
+    import pyarrow as pa  # noqa: PLC0415 - the backtest extra's
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    step = timedelta(minutes=result.scenario.step_minutes)
+    starts = pd.DatetimeIndex(result.actuals.starts).tz_convert("UTC")
+    writer = None
+    try:
+        for name in names:  # one strategy in memory at a time
+            table = pa.Table.from_pandas(
+                _strategy_frame(result, name, starts, starts + step), preserve_index=False
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return path
+
+
+def _strategy_frame(result: BacktestResult, name: str, begin: object, end: object) -> pd.DataFrame:
+    act, fleet = result.actuals, result.fleet
+    products = sorted({p for site in fleet.sites for p in site.reserve_products})
+    d = result.dispatch[name]
+    frames = []
+    for i, site in enumerate(fleet.sites):
+        frame = pd.DataFrame(
+            {
+                "strategy": name,
+                "site_id": site.site_id,
+                "interval_start_utc": begin,
+                "interval_end_utc": end,
+                "scored": act.scored.astype(int),
+                "grid_import_mw": d.grid_import[i],
+                "mining_mw": d.mining[i],
+                "gpu_mw": d.gpu[i],
+            }
+        )
+        for product in products:
+            held = d.reserve.get(product)
+            frame[f"reserve_{product}_mw"] = held[i] if held is not None else 0.0
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def write_summary(result: BacktestResult, out_dir: Path) -> Path:
