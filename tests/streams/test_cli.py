@@ -203,3 +203,13 @@ def test_window_bounds_take_a_utc_time_or_an_offset_as_scenario_files_write_them
         for bound in ("start", "end"):
             kind = options[bound].type
             assert isinstance(kind, click.DateTime) and kind.formats == WINDOW_FORMATS, name
+
+
+def test_the_cli_starts_without_the_solver() -> None:
+    """`gridshift --help` and every command's parsing must not pay for cvxpy (~1 s): the LP
+    models load when a command first builds one (optimizer/__init__.py)."""
+    probe = "import sys, streams.cli; print('cvxpy' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "False"
