@@ -253,6 +253,11 @@ class WorkerHealth:
             "missing_topics": missing,
             "tasks": tasks,
         }
+        if self.watch is not None:
+            # Not a problem once over, but a reader must know: a broker that lost its log lost
+            # the decisions on it too (the worker read the new log from its start).
+            facts["broker_outages"] = self.watch.outages
+            facts["broker_logs_lost"] = self.watch.logs_lost
         if self.state is not None:
             self._clock(self.state, wall, facts, problem)
             scope = self._scope(self.state)

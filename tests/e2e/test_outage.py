@@ -119,6 +119,9 @@ async def test_worker_and_publisher_ride_out_a_broker_restart(topic_prefix: str)
                 assert all(o <= ends[p] for p, o in offsets.items()), (topic, offsets, ends)
             assert worker.watch.logs_lost == 1
             assert worker.metrics.broker_logs_lost._value.get() == 1
+            assert worker.health is not None
+            facts = worker.health.check().facts  # what /health's body says
+            assert facts["broker_logs_lost"] == 1 and facts["broker_outages"] == 1
             assert worker.watch.outages == 1
             # Every topic it reads or writes (six inputs, routed copies, decisions, dead
             # letters), plus faust's leader topic unless the group recreated it first.
