@@ -75,7 +75,7 @@ async def test_a_stopped_or_failing_telemetry_lane_is_reported(
         assert body["tasks"] == {"telemetry lane": "running", "broker watch": "running"}
 
         # Every batch fails: the lane keeps trying (it does not die) and says so.
-        async def broken(_: object) -> None:
+        async def broken(*_: object) -> None:
             raise RuntimeError("telemetry store unavailable (injected)")
 
         monkeypatch.setattr(worker.lane, "_fold", broken)

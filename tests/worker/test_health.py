@@ -24,6 +24,8 @@ class FakeWatch:
     missing: frozenset[str] = frozenset()
     misshapen: dict[str, int] = field(default_factory=dict)
     partitions_by_topic: dict[str, int] = field(default_factory=dict)
+    outages: int = 0
+    logs_lost: int = 0
 
 
 @dataclass
