@@ -272,7 +272,7 @@ class Agents:
             self.rejecting -= 1
         self.faults.ok(DEAD_LETTERS, where=topic)
         # Counted and logged only now that it is delivered.
-        self.metrics.dead_lettered.labels(rejection.reason).inc()
+        self.metrics.count_dead_letter(rejection.reason)
         log.warning(
             "dead-lettered",
             extra={

@@ -151,6 +151,11 @@ class Metrics:
             self.first_input_at = self.last_input_at
         self.changed.set()
 
+    def count_dead_letter(self, reason: str) -> None:
+        """A rejected input whose dead letter was delivered (counted only then)."""
+        self.dead_lettered.labels(reason).inc()
+        self.changed.set()
+
     def unmatched(self, topic: str, key: str) -> bool:
         """Count an input of ``topic`` whose ``key`` (node or region) matches no site; True
         the first time this key is seen (so it is logged once, not per event)."""
@@ -197,6 +202,14 @@ class Metrics:
         """Wait until at least ``total`` input events were consumed (TimeoutError otherwise)."""
         async with asyncio.timeout(timeout_s):
             while self.consumed() < total:
+                self.changed.clear()
+                await self.changed.wait()
+
+    async def wait_dead_lettered(self, total: int, timeout_s: float) -> None:
+        """Wait until at least ``total`` dead letters were delivered (TimeoutError otherwise):
+        an input is counted consumed when read, its dead letter a moment later."""
+        async with asyncio.timeout(timeout_s):
+            while sum(self.dead_letters_by_reason().values()) < total:
                 self.changed.clear()
                 await self.changed.wait()
 

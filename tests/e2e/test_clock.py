@@ -93,6 +93,7 @@ async def test_a_2099_price_is_dead_lettered_and_present_prices_are_still_decide
         )
         await log.wait_for(decided_at(SITE, T0 + 2 * Q))
         await log.close()
+        await worker.metrics.wait_dead_lettered(1, timeout_s=30)  # counted once confirmed
         assert worker.metrics.dead_letters_by_reason() == {"future_dated": 1}
 
         (record,) = await read_records(

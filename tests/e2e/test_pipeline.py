@@ -164,6 +164,7 @@ async def test_bad_input_is_dead_lettered_and_the_worker_keeps_deciding(
     assert "average_intensity_g_per_kwh" in letters["schema_violation"]["error"]
     assert "ghost-site" in letters["unknown_site"]["error"]
     assert letters["unknown_site"]["original_topic"] == topic_prefix + "site.telemetry.v1"
+    await worker.metrics.wait_dead_lettered(3, timeout_s=30)  # counted once confirmed
     assert sum(worker.metrics.dead_letters_by_reason().values()) == 3
 
 
@@ -199,6 +200,7 @@ async def test_a_fuzzed_batch_through_kafka_loses_nothing(
             producer.produce(topic_prefix + topic, value=raw)
         assert await asyncio.to_thread(producer.flush, 10) == 0
         await worker.metrics.wait_consumed(len(cases), timeout_s=60)
+        await worker.metrics.wait_dead_lettered(len(invalid), timeout_s=60)
         assert worker.metrics.dead_letters_by_reason() == expected
         assert worker.metrics.applied() == len(cases) - len(invalid)
         records = await read_records(
