@@ -190,16 +190,6 @@ def _watttime_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WATTTIME_PASSWORD", raising=False)
 
 
-@pytest.fixture
-async def opened() -> AsyncIterator[list[Source]]:
-    sources: list[Source] = []
-    yield sources
-    for source in sources:
-        await source.out.close()
-        for feed in source.feeds:
-            await feed.close()
-
-
 def settings(tmp_path: Path) -> SourceSettings:
     return SourceSettings(
         state_dir=tmp_path,

@@ -7,7 +7,7 @@ file) to the embedded broker, read back with a plain consumer."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -252,14 +252,6 @@ async def test_outside_june_to_september_nothing_is_fetched_or_published(
 
 
 # ------------------------------------------------------------------------------ end to end
-
-
-@pytest.fixture
-async def opened() -> AsyncIterator[list[Source]]:
-    sources: list[Source] = []
-    yield sources
-    for source in sources:
-        await source.out.close()
 
 
 @pytest.mark.e2e

@@ -154,16 +154,6 @@ async def mempool(data_dir: Path) -> AsyncIterator[tuple[Mempool, str, pd.Series
         await runner.cleanup()
 
 
-@pytest.fixture
-async def opened() -> AsyncIterator[list[Source]]:
-    sources: list[Source] = []
-    yield sources
-    for source in sources:
-        await source.out.close()
-        for feed in source.feeds:
-            await feed.close()
-
-
 def hashprice_source(
     opened: list[Source], url: str, broker: EmbeddedBroker, prefix: str, tmp_path: Path,
     **config: Any,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -53,15 +53,6 @@ def executor() -> Iterator[ThreadPoolExecutor]:
     pool = ThreadPoolExecutor(max_workers=1)
     yield pool
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-@pytest.fixture
-async def opened() -> AsyncIterator[list[Source]]:
-    """Every source a test builds; their producers are stopped at the end."""
-    sources: list[Source] = []
-    yield sources
-    for source in sources:
-        await source.out.close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ built from the shared MCPC file) to the embedded broker, read back with a plain 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
@@ -187,14 +187,6 @@ async def test_today_missing_is_an_error_and_other_failures_are_not_hidden(
 def mcpc_rows(data_dir: Path, day: str) -> pd.DataFrame:
     frame = pd.read_csv(data_dir / "ercot" / "ercot_dam_as_mcpc_hourly_2022_2024.csv")
     return frame[frame["delivery_date"] == day].reset_index(drop=True)
-
-
-@pytest.fixture
-async def opened() -> AsyncIterator[list[Source]]:
-    sources: list[Source] = []
-    yield sources
-    for source in sources:
-        await source.out.close()
 
 
 @pytest.mark.e2e
