@@ -49,8 +49,10 @@ from streams.engine.state import FleetState
 
 Progress = Callable[[int], object]
 #: A round repeats the same few notes for every site (120 sites x 96 rounds a day): classify
-#: each distinct note once.
-_note_kind = functools.lru_cache(maxsize=4096)(note_kind)
+#: each distinct note once. Small: notes carry times and numbers, so a note rarely recurs after
+#: its round, and a long run must not keep thousands of them (what it keeps per interval is
+#: tested).
+_note_kind = functools.lru_cache(maxsize=256)(note_kind)
 
 
 @dataclass
