@@ -74,7 +74,10 @@ class SiteConfig(BaseModel):
         if "reg_down" in products:
             # Regulation down asks a load to draw more; the model's reserve is curtailable
             # mining held running, which can only draw less.
-            raise ValueError("reserve_products: reg_down is not offered (mining curtails only)")
+            raise ValueError(
+                "reserve_products: reg_down is not offered: mining can only curtail "
+                "(a site offers reg_up, rrs, ecrs or non_spin)"
+            )
         limits = self.reserve_max_mw
         if limits is not None and not products:
             raise ValueError("reserve_max_mw without reserve_products")
