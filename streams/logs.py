@@ -79,10 +79,22 @@ def configure(level: str = "INFO", fmt: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     handler.addFilter(RepeatFilter(_NOISY))
+    if str(level).upper() != "DEBUG":
+        handler.addFilter(drop_sensor_noise)
     root.addHandler(handler)
     root.setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")
+
+
+def drop_sensor_noise(record: logging.LogRecord) -> bool:
+    """False for faust's "Missing sensor state for rebalance" warning: its monitoring sensors
+    were not told a rebalance began (the worker runs none), which a reader cannot act on; it
+    came at every start and rebalance. Kept at DEBUG."""
+    return not (
+        record.name.startswith(("faust", "streams.worker"))
+        and "Missing sensor state for rebalance" in str(record.msg)
+    )
 
 
 class RepeatFilter(logging.Filter):
