@@ -221,8 +221,7 @@ def run_backtest(
             decompose=decompose,
         )
         seconds["oracle"] = time.perf_counter() - clock
-    dispatch["always_on"] = run_always_on(fleet, act)
-    dispatch["threshold"] = run_threshold(fleet, act, lag)
+    dispatch.update(_baselines(fleet, act, lag))
     if cp is not None or rs is not None or scenario.emergencies is not None:
         dispatch["todays_practice"] = _todays_practice(
             fleet, act, dispatch["threshold"], data_dir, cp.region if cp else None, mcpc=extras.mcpc
@@ -422,6 +421,18 @@ def _todays_practice(
     )
     out.reserve = todays_practice_reserve(fleet, mining, mcpc or None)
     return out
+
+
+def _baselines(fleet: Fleet, act: Actuals, lag: int) -> dict[str, Dispatch]:
+    """Mining always on and the price-threshold rule, which runs the GPUs and pools as
+    always-on does: those sites x intervals arrays are held once (nothing writes them after;
+    a strategy that changes a set-point replaces the array, as :func:`_emergency_response`
+    does)."""
+    always_on = run_always_on(fleet, act)
+    return {
+        "always_on": always_on,
+        "threshold": run_threshold(fleet, act, lag, always_on=always_on),
+    }
 
 
 def _longest_interval(series: Iterable[Series]) -> timedelta:

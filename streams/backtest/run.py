@@ -330,6 +330,12 @@ def _carried(values: FloatArray) -> FloatArray:
 
 def _static_routing(fleet: Fleet, n: int, hours: float) -> tuple[FloatArray, FloatArray]:
     """How a naive operator serves pools: an even split over eligible sites with spare GPUs."""
+    routed, revenue = _static_routing_per_site(fleet, hours)
+    return np.repeat(routed[:, None], n, axis=1), np.repeat(revenue[:, None], n, axis=1)
+
+
+def _static_routing_per_site(fleet: Fleet, hours: float) -> tuple[FloatArray, FloatArray]:
+    """:func:`_static_routing`'s MW and revenue per site (the same in every interval)."""
     index = {s.site_id: i for i, s in enumerate(fleet.sites)}
     spare = np.array([s.gpu_capacity_mw - s.firm_gpu_demand_mw for s in fleet.sites])
     routed = np.zeros(len(fleet.sites))
@@ -342,19 +348,32 @@ def _static_routing(fleet: Fleet, n: int, hours: float) -> tuple[FloatArray, Flo
             served = min(share, spare[i] - routed[i])
             routed[i] += served
             revenue[i] += served * hours * (pool.value_usd_per_mwh - penalty)
-    return np.repeat(routed[:, None], n, axis=1), np.repeat(revenue[:, None], n, axis=1)
+    return routed, revenue
 
 
 def _baseline(fleet: Fleet, act: Actuals) -> tuple[Dispatch, FloatArray]:
     """GPUs at firm demand, pools split statically, and the mining room beside them."""
     n = len(act.starts)
     routed, revenue = _static_routing(fleet, n, act.hours)
-    gpu = np.array([[s.firm_gpu_demand_mw] * n for s in fleet.sites])
-    envelope = np.array([[(s.interconnect_mw + s.onsite_cfe_mw) / s.pue] for s in fleet.sites])
-    capacity = np.array([[s.mining_capacity_mw] for s in fleet.sites])
-    room = np.clip(envelope - gpu - routed, 0.0, capacity)
+    gpu = np.repeat(np.array([[s.firm_gpu_demand_mw] for s in fleet.sites]), n, axis=1)
+    room = _room(fleet, act)
     dispatch = Dispatch(room, gpu, np.zeros_like(gpu), routed, revenue)
     return dispatch, room
+
+
+def _room(fleet: Fleet, act: Actuals) -> FloatArray:
+    """The baseline's mining room per site and interval: the envelope less firm GPUs and the
+    static pool split, within the miners' capacity. Worked out per site (it does not change
+    with time) from the same numbers, then repeated: element for element what subtracting the
+    full arrays gave, without building them."""
+    routed, _ = _static_routing_per_site(fleet, act.hours)
+    gpu = np.array([[s.firm_gpu_demand_mw] for s in fleet.sites])
+    envelope = np.array([[(s.interconnect_mw + s.onsite_cfe_mw) / s.pue] for s in fleet.sites])
+    capacity = np.array([[s.mining_capacity_mw] for s in fleet.sites])
+    room: FloatArray = np.repeat(
+        np.clip(envelope - gpu - routed[:, None], 0.0, capacity), len(act.starts), axis=1
+    )
+    return room
 
 
 def _facility_import(fleet: Fleet, mining: FloatArray, gpu: FloatArray) -> FloatArray:
@@ -370,11 +389,27 @@ def run_always_on(fleet: Fleet, act: Actuals) -> Dispatch:
     return dispatch
 
 
-def run_threshold(fleet: Fleet, act: Actuals, lag: int) -> Dispatch:
+def run_threshold(
+    fleet: Fleet, act: Actuals, lag: int, *, always_on: Dispatch | None = None
+) -> Dispatch:
     """Mining off while the newest price known at decision time is above break-even (``lag``
-    is already in ``act.known_price``; until a first price is known, mining runs)."""
+    is already in ``act.known_price``; until a first price is known, mining runs).
+
+    Given the ``always_on`` dispatch, its GPU and pool arrays (the rule runs them the same way)
+    and its mining (the room) are reused instead of built again: the arrays are then shared,
+    and nothing may write them in place."""
     del lag  # the same information as gridshift: act.known_price was built with the lag
-    dispatch, room = _baseline(fleet, act)
+    if always_on is None:
+        dispatch, room = _baseline(fleet, act)
+    else:
+        room = always_on.mining
+        dispatch = Dispatch(
+            room,
+            always_on.gpu,
+            always_on.grid_import,
+            always_on.routed,
+            always_on.routed_revenue_usd,
+        )
     with np.errstate(invalid="ignore"):
         above = act.known_price > act.breakeven
     dispatch.mining = np.where(above, 0.0, room)
@@ -579,7 +614,11 @@ def run_oracle(
 
 def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
     """Realised money and emissions of a dispatch at actual prices (optimizer value terms),
-    over the scored intervals only; emissions over those with a known carbon intensity."""
+    over the scored intervals only; emissions over those with a known carbon intensity.
+
+    Each sites x intervals term is summed and dropped before the next is built (a year of 120
+    sites is 34 MB per array): the parent holds a few of them at a time, not a dozen. Every
+    sum is taken over the same full array as before, so the totals are bit-identical."""
     sites = fleet.sites
     hours = np.where(act.scored, act.hours, 0.0)
     gpu_value = np.array([[s.gpu_value_usd_per_mwh] for s in sites])
@@ -588,37 +627,47 @@ def score(fleet: Fleet, act: Actuals, dispatch: Dispatch) -> Score:
     pue = np.array([[s.pue] for s in sites])
     imp = dispatch.grid_import
     energy = energy_cost_usd(imp, hours, act.price)
+    energy_cost = float(energy.sum())
     mining_revenue = dispatch.mining * hours * act.mining_revenue
+    mining_total = float(mining_revenue.sum())
+    margin = mining_revenue
+    del mining_revenue
     gpu_revenue = dispatch.gpu * hours * gpu_value + dispatch.routed_revenue_usd * act.scored
-    unmatched = np.maximum(0.0, imp - ppa)
+    gpu_total = float(gpu_revenue.sum())
+    margin = (margin + gpu_revenue - energy).sum(axis=0)
+    del energy, gpu_revenue
     facility = pue * (dispatch.mining + dispatch.gpu + dispatch.routed)
-    _, room = _baseline(fleet, act)
-    spikes = act.price > act.breakeven
-    margin = (mining_revenue + gpu_revenue - energy).sum(axis=0)
     facility_mwh = float((facility * hours).sum())
+    del facility
+    room = _room(fleet, act)
+    spikes = act.price > act.breakeven
+    short = np.maximum(0.0, room - dispatch.mining) * hours
+    shed_in_spikes = float(short[spikes].sum())
+    mwh_curtailed = float(short.sum())
+    del short, spikes
+    curtailed = act.scored & (dispatch.mining.sum(axis=0) < 0.99 * room.sum(axis=0))
+    del room
     with_carbon = ~np.isnan(act.carbon) & act.scored
-    carbon = np.nan_to_num(act.carbon)
-    emissions = emissions_kg(imp, hours, carbon) * with_carbon
-    emissions_market = emissions_kg(unmatched, hours, carbon) * with_carbon
     no_carbon = not with_carbon.any()
+    carbon = np.nan_to_num(act.carbon)
+    location_kg = float((emissions_kg(imp, hours, carbon) * with_carbon).sum())
+    unmatched = np.maximum(0.0, imp - ppa)
+    market_kg = float((emissions_kg(unmatched, hours, carbon) * with_carbon).sum())
+    del carbon, with_carbon
+    unmatched_mwh = float((unmatched * hours).sum())
+    del unmatched
     return Score(
-        energy_cost_usd=float(energy.sum()),
-        mining_revenue_usd=float(mining_revenue.sum()),
-        gpu_revenue_usd=float(gpu_revenue.sum()),
+        energy_cost_usd=energy_cost,
+        mining_revenue_usd=mining_total,
+        gpu_revenue_usd=gpu_total,
         sla_shortfall_mwh=float((np.maximum(0.0, floor - dispatch.gpu) * hours).sum()),
         mining_mwh=float((dispatch.mining * hours).sum()),
         gpu_mwh=float(((dispatch.gpu + dispatch.routed) * hours).sum()),
-        mwh_shed_in_spikes=float((np.maximum(0.0, room - dispatch.mining) * hours)[spikes].sum()),
-        emissions_location_t=np.nan if no_carbon else float(emissions.sum()) / 1000.0,
-        emissions_market_t=np.nan if no_carbon else float(emissions_market.sum()) / 1000.0,
-        cfe_score=(
-            1.0 - float((unmatched * hours).sum()) / facility_mwh if facility_mwh > 0 else 1.0
-        ),
+        mwh_shed_in_spikes=shed_in_spikes,
+        emissions_location_t=np.nan if no_carbon else location_kg / 1000.0,
+        emissions_market_t=np.nan if no_carbon else market_kg / 1000.0,
+        cfe_score=1.0 - unmatched_mwh / facility_mwh if facility_mwh > 0 else 1.0,
         margin_by_interval=margin,
-        mwh_curtailed=float((np.maximum(0.0, room - dispatch.mining) * hours).sum()),
-        hours_curtailed=float(
-            (
-                act.hours * (act.scored & (dispatch.mining.sum(axis=0) < 0.99 * room.sum(axis=0)))
-            ).sum()
-        ),
+        mwh_curtailed=mwh_curtailed,
+        hours_curtailed=float((act.hours * curtailed).sum()),
     )

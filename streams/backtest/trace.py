@@ -56,33 +56,52 @@ def write_intervals(result: BacktestResult, out_dir: Path) -> Path:
     return path
 
 
+#: Rows per Parquet write (a row group): a block of sites, not a whole strategy, in memory at a
+#: time (a strategy of a year of 120 sites as a frame and an Arrow table is ~1 GB).
+PARQUET_BLOCK_ROWS = 100_000
+
+
 def _write_parquet(result: BacktestResult, names: list[str], path: Path) -> Path:
     import pyarrow as pa  # noqa: PLC0415 - the backtest extra's
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     step = timedelta(minutes=result.scenario.step_minutes)
     starts = pd.DatetimeIndex(result.actuals.starts).tz_convert("UTC")
+    n_sites = len(result.fleet.sites)
+    block = max(1, PARQUET_BLOCK_ROWS // max(1, len(starts)))
     writer = None
     try:
-        for name in names:  # one strategy in memory at a time
-            table = pa.Table.from_pandas(
-                _strategy_frame(result, name, starts, starts + step), preserve_index=False
-            )
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
+        for name in names:  # one block of one strategy's sites in memory at a time
+            for first in range(0, n_sites, block):
+                sites = range(first, min(n_sites, first + block))
+                table = pa.Table.from_pandas(
+                    _strategy_frame(result, name, starts, starts + step, sites),
+                    preserve_index=False,
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+                del table
     finally:
         if writer is not None:
             writer.close()
     return path
 
 
-def _strategy_frame(result: BacktestResult, name: str, begin: object, end: object) -> pd.DataFrame:
+def _strategy_frame(
+    result: BacktestResult,
+    name: str,
+    begin: object,
+    end: object,
+    sites: range | None = None,
+) -> pd.DataFrame:
+    """One strategy's rows, site by site (``sites``: those site indices; default all)."""
     act, fleet = result.actuals, result.fleet
     products = sorted({p for site in fleet.sites for p in site.reserve_products})
     d = result.dispatch[name]
     frames = []
-    for i, site in enumerate(fleet.sites):
+    for i in sites if sites is not None else range(len(fleet.sites)):
+        site = fleet.sites[i]
         frame = pd.DataFrame(
             {
                 "strategy": name,
