@@ -13,12 +13,13 @@ the fleet-level plan from the parts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
 from optimizer.plan import FleetPlan, Plan
-from optimizer.snapshot import SiteSnapshot
+from optimizer.snapshot import ReserveSnapshot, SiteSnapshot
 from optimizer.spec import PoolSpec, SiteSpec
 
 __all__ = ["ANONYMOUS", "components", "merge", "site_key"]
@@ -56,7 +57,24 @@ def components(
     return [tuple(group) for group in groups.values()]
 
 
-def _array_key(value: object) -> bytes | None:
+def _fields_of(cls: type, kind: str) -> tuple[str, ...]:
+    """The fields of dataclass ``cls`` whose annotation names ``kind``."""
+    return tuple(f.name for f in dataclasses.fields(cls) if kind in str(f.type))
+
+
+# Every field of a snapshot counts in a site's key, sorted by kind once here: a curve added to
+# the snapshot later is keyed by its bytes without a change here, anything else as its value.
+_CURVES = _fields_of(SiteSnapshot, "FloatArray")
+_RESERVE_CURVES = _fields_of(ReserveSnapshot, "FloatArray")
+_SCALARS = tuple(
+    f.name
+    for f in dataclasses.fields(SiteSnapshot)
+    if f.name not in _CURVES and f.name != "reserves"
+)
+assert tuple(f.name for f in dataclasses.fields(ReserveSnapshot)) == _RESERVE_CURVES
+
+
+def _array_key(value: np.ndarray | None) -> bytes | None:
     if value is None:
         return None
     return np.ascontiguousarray(value, dtype=float).tobytes()
@@ -66,42 +84,15 @@ def site_key(spec: SiteSpec, snapshot: SiteSnapshot) -> Hashable:
     """Everything a lone site's problem is made of except its id: equal keys, equal problems.
     ``spec`` is the site's spec under :data:`ANONYMOUS` (callers keep it, it is asked often).
 
-    Arrays count by their bytes (bit-identical, no rounding); a NaN scalar never equals itself,
-    which at worst costs a solve, never reuses a wrong plan.
+    Every field of the snapshot counts; arrays by their bytes (bit-identical, no rounding). A
+    NaN scalar never equals itself, which at worst costs a solve, never reuses a wrong plan.
     """
-    curves = tuple(
-        _array_key(getattr(snapshot, name))
-        for name in (
-            "step_hours",
-            "price_usd_per_mwh",
-            "carbon_g_per_kwh",
-            "hashprice_usd_per_th_day",
-            "gpu_value_usd_per_mwh",
-            "gpu_demand_mw",
-            "gpu_floor_mw",
-            "mining_available_mw",
-            "signal_cap_mw",
-            "onsite_cfe_mw",
-            "ppa_mw",
-            "peak_cost_usd_per_mw",
-            "reserve_deployed_mw",
-        )
-    )
+    curves = tuple(_array_key(getattr(snapshot, name)) for name in _CURVES)
     reserves = tuple(
-        (
-            product,
-            _array_key(reserve.price_usd_per_mw_h),
-            _array_key(reserve.max_mw),
-            _array_key(reserve.committed_mw),
-        )
+        (product, *(_array_key(getattr(reserve, name)) for name in _RESERVE_CURVES))
         for product, reserve in sorted(snapshot.reserves.items())
     )
-    scalars = (
-        snapshot.carbon_price_usd_per_t,
-        snapshot.mining_now_mw,
-        snapshot.battery_soc_mwh,
-        snapshot.batch_jobs,
-    )
+    scalars = tuple(getattr(snapshot, name) for name in _SCALARS)
     return spec, curves, reserves, scalars
 
 
