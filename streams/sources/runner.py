@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,26 +64,22 @@ def iso_plan(
             raise GridshiftError(f"invalid --node: {exc.errors()[0]['msg']}") from exc
     iso.require_nodes(iso_name, config)  # before gridstatus is imported
     client = iso.make_client(iso_name, settings)
-    executor = _executor(f"iso-{iso_name.lower()}")
     sink_path = config.load_sink or settings.state_dir / f"{iso_name.lower()}-load.jsonl"
     sink = JsonlSink(sink_path) if config.load else None
-    try:
-        feeds: list[Feed] = list(iso.build_feeds(iso_name, config, client, executor, sink))
-    except BaseException:
-        executor.shutdown(wait=False)
-        raise
-    return Plan(f"iso-{iso_name.lower()}", feeds, config, executor)
+    return _threaded_plan(
+        f"iso-{iso_name.lower()}",
+        config,
+        lambda executor: iso.build_feeds(iso_name, config, client, executor, sink),
+    )
 
 
 def carbon_plan(sources: SourcesFile, settings: SourceSettings) -> Plan:
     """The carbon source of every configured region."""
-    executor = _executor("carbon")
-    try:
-        feeds: list[Feed] = list(carbon.build_feeds(sources.carbon, settings, executor))
-    except BaseException:
-        executor.shutdown(wait=False)
-        raise
-    return Plan("carbon", feeds, sources.carbon, executor)
+    return _threaded_plan(
+        "carbon",
+        sources.carbon,
+        lambda executor: carbon.build_feeds(sources.carbon, settings, executor),
+    )
 
 
 def hashprice_plan(sources: SourcesFile) -> Plan:
@@ -94,13 +90,11 @@ def hashprice_plan(sources: SourcesFile) -> Plan:
 def reserve_plan(sources: SourcesFile, settings: SourceSettings) -> Plan:
     """ERCOT's day-ahead reserve prices (MCPC) of today and tomorrow."""
     client = iso.make_client("ERCOT", settings)
-    executor = _executor("reserve")
-    try:
-        feeds: list[Feed] = list(reserve.build_feeds(sources.reserve, client, executor))
-    except BaseException:
-        executor.shutdown(wait=False)
-        raise
-    return Plan("reserve", feeds, sources.reserve, executor)
+    return _threaded_plan(
+        "reserve",
+        sources.reserve,
+        lambda executor: reserve.build_feeds(sources.reserve, client, executor),
+    )
 
 
 def coincident_peak_plan(sources: SourcesFile, settings: SourceSettings) -> Plan:
@@ -113,6 +107,20 @@ def coincident_peak_plan(sources: SourcesFile, settings: SourceSettings) -> Plan
     executor = _executor("coincident-peak")
     feed = peak.CoincidentPeakFeed(client=client, config=config, executor=executor, memory=memory)
     return Plan("coincident-peak", [feed], config, executor)
+
+
+def _threaded_plan(
+    name: str, poll: PollConfig, build: Callable[[ThreadPoolExecutor], Iterable[Feed]]
+) -> Plan:
+    """A plan whose feeds call a synchronous client on the source's one thread (shut down if
+    building the feeds fails)."""
+    executor = _executor(name)
+    try:
+        feeds = list(build(executor))
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    return Plan(name, feeds, poll, executor)
 
 
 def _executor(name: str) -> ThreadPoolExecutor:
