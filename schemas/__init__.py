@@ -27,11 +27,14 @@ from schemas.registry import (
     DECISION_TOPIC,
     INPUT_ROUTES,
     INPUT_TOPICS,
+    ROUTED_TOPIC,
     SITE_KEYED_INPUTS,
     TOPICS,
+    TOPICS_BY_MODEL,
     TOPICS_BY_NAME,
     TopicContract,
     json_schemas,
+    topic_for,
 )
 from schemas.site import TelemetryEvent
 
@@ -40,8 +43,10 @@ __all__ = [
     "DECISION_TOPIC",
     "INPUT_ROUTES",
     "INPUT_TOPICS",
+    "ROUTED_TOPIC",
     "SITE_KEYED_INPUTS",
     "TOPICS",
+    "TOPICS_BY_MODEL",
     "TOPICS_BY_NAME",
     "CarbonEvent",
     "ComputeDemandEvent",
@@ -64,4 +69,5 @@ __all__ = [
     "TopicContract",
     "Trigger",
     "json_schemas",
+    "topic_for",
 ]

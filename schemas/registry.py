@@ -1,7 +1,12 @@
 """The topic table of the contract: each topic's name, the model its values follow, what its key
 is (and which fields make it), whether it is keyed by site, and its short HTTP route. The stream
 app declares its faust topics, message keys, routing and HTTP routes from this table and nowhere
-else."""
+else.
+
+Every topic name is spelled once, here: code that publishes or reads a topic names it by its
+model (``topic_for(PriceEvent).name``) or by a constant below, never by a string literal, so a
+renamed or re-versioned topic cannot leave a module writing to the old name
+(``tests/schemas/test_topic_names.py`` scans ``streams/`` for such literals)."""
 
 from __future__ import annotations
 
@@ -84,8 +89,24 @@ TOPICS_BY_NAME: dict[str, TopicContract] = {t.name: t for t in TOPICS}
 INPUT_TOPICS: tuple[str, ...] = tuple(t.name for t in TOPICS if t.is_input)
 SITE_KEYED_INPUTS: frozenset[str] = frozenset(t.name for t in TOPICS if t.is_input and t.site_keyed)
 INPUT_ROUTES: dict[str, str] = {t.route: t.name for t in TOPICS if t.route is not None}
-DECISION_TOPIC = "dispatch.decision.v1"
-DEADLETTER_TOPIC = "gridshift.deadletter.v1"
+TOPICS_BY_MODEL: dict[type[BaseModel], TopicContract] = {t.model: t for t in TOPICS}
+
+
+def topic_for(model: type[BaseModel]) -> TopicContract:
+    """The contract topic whose values follow ``model`` (each model has exactly one)."""
+    try:
+        return TOPICS_BY_MODEL[model]
+    except KeyError:
+        raise KeyError(f"{model.__name__} is not the value model of any contract topic") from None
+
+
+DECISION_TOPIC = topic_for(DispatchDecision).name
+DEADLETTER_TOPIC = topic_for(DeadLetter).name
+#: The worker's internal repartition topic (``streams.worker.routing``): site-keyed copies of
+#: the inputs that are not keyed by site. Not part of the wire contract (no model, no channel
+#: in the AsyncAPI document; its values are framed raw bytes), but a topic name all the same:
+#: deployments create it and grant the worker on it, so its name lives with the others.
+ROUTED_TOPIC = "internal.site-inputs.v1"
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from schemas import DispatchDecision, TelemetryEvent
+from schemas import DispatchDecision, TelemetryEvent, topic_for
 from streams.agent.allocation import MinerSpec, allocate, changed, ramp_totals
 from streams.agent.config import AgentConfig
 from streams.agent.gpus import GpuDriverError, NvmlGpus, ReplicaHook
@@ -35,6 +35,8 @@ from streams.kafka.connection import KafkaConnection
 from streams.sdk import DecisionSubscriber, Publisher, PublishError
 
 log = logging.getLogger(__name__)
+
+TELEMETRY_TOPIC = topic_for(TelemetryEvent).name
 
 Mode = Literal["waiting", "following", "fail_safe"]
 
@@ -422,7 +424,7 @@ class SiteAgent:
             hashrate_th_s=sum(r.hashrate_th_s for _, r in answering),
             gpu_utilization_pct=gpu_util,
         )
-        await publisher.publish("site.telemetry.v1", event)
+        await publisher.publish(TELEMETRY_TOPIC, event)
         await publisher.flush()
         self.telemetry_sent += 1
         self.changed.set()

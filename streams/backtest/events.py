@@ -29,8 +29,14 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from pydantic import BaseModel
 
-from schemas import CarbonEvent, HashpriceEvent, PpaSupplyEvent, PriceEvent
+from schemas import CarbonEvent, HashpriceEvent, PpaSupplyEvent, PriceEvent, topic_for
 from streams.backtest.history import GridHistory
+
+#: The topics the replayed events go on (named by the contract; looked up once, not per event).
+PRICE_TOPIC = topic_for(PriceEvent).name
+CARBON_TOPIC = topic_for(CarbonEvent).name
+HASHPRICE_TOPIC = topic_for(HashpriceEvent).name
+PPA_TOPIC = topic_for(PpaSupplyEvent).name
 
 #: How long before a (UTC) day its day-ahead prices become known, in a region without an entry
 #: in :data:`DAY_AHEAD_PUBLICATION` (and its PPA supply forecasts, in every region).
@@ -105,7 +111,7 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
             last_day = day
             batch.events.append(
                 (
-                    "market.hashprice.v1",
+                    HASHPRICE_TOPIC,
                     HashpriceEvent(
                         interval_start=day,
                         interval_end=day + timedelta(days=1),
@@ -119,7 +125,7 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
             last_carbon[region] = (hour, carbon)
             batch.events.append(
                 (
-                    "grid.carbon.v1",
+                    CARBON_TOPIC,
                     CarbonEvent(
                         interval_start=start,
                         interval_end=end,
@@ -130,7 +136,7 @@ def history_intervals(history: GridHistory) -> Iterator[IntervalBatch]:
             )
         batch.events.append(
             (
-                "grid.price.v1",
+                PRICE_TOPIC,
                 PriceEvent(
                     interval_start=start, interval_end=end, node=node, price_usd_per_mwh=prices[i]
                 ),
@@ -165,7 +171,7 @@ def _day_ahead_releases(
             continue
         by_release.setdefault(day_ahead_release(start, region), []).append(
             (
-                "grid.price.v1",
+                PRICE_TOPIC,
                 PriceEvent(
                     interval_start=start,
                     interval_end=end,
@@ -192,7 +198,7 @@ def _ppa_releases(rows: pd.DataFrame) -> list[Release]:
         day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         by_release.setdefault(day - DAY_AHEAD_RELEASE, []).append(
             (
-                "grid.ppa.v1",
+                PPA_TOPIC,
                 PpaSupplyEvent(
                     interval_start=start,
                     interval_end=end,

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from schemas import DispatchDecision, GridSignalEvent, TelemetryEvent
+from schemas import DispatchDecision, GridSignalEvent, TelemetryEvent, topic_for
 from streams.errors import GridshiftError
 from streams.kafka.connection import KafkaConnection
 from streams.openadr.config import VenConfig
@@ -29,8 +29,8 @@ from streams.sdk import DecisionSubscriber, Publisher
 
 log = logging.getLogger(__name__)
 
-SIGNAL_TOPIC = "grid.signal.v1"
-TELEMETRY_TOPIC = "site.telemetry.v1"
+SIGNAL_TOPIC = topic_for(GridSignalEvent).name
+TELEMETRY_TOPIC = topic_for(TelemetryEvent).name
 
 
 def _openleadr() -> Any:

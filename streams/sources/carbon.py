@@ -32,13 +32,13 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from schemas import CarbonEvent
+from schemas import CarbonEvent, topic_for
 from streams.errors import GridshiftError
 from streams.sources.checkpoint import Record
 from streams.sources.config import CarbonConfig, SourceSettings, env_variable
 from streams.sources.loop import FeedResult, MalformedResponseError, Rejected
 
-CARBON_TOPIC = "grid.carbon.v1"
+CARBON_TOPIC = topic_for(CarbonEvent).name
 #: WattTime's units -> factor to gCO2/kWh (1 lb = 453.59237 g; 1 MWh = 1,000 kWh).
 WATTTIME_UNITS: dict[str, float] = {
     "lbs_co2_per_mwh": 0.45359237,

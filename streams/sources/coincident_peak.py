@@ -40,7 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from schemas import GridSignalEvent
+from schemas import GridSignalEvent, topic_for
 from streams.engine.coincident_peak import (
     CENTRAL,
     FITTED,
@@ -60,7 +60,7 @@ from streams.sources.loop import FeedResult, MalformedResponseError
 
 log = logging.getLogger(__name__)
 
-SIGNAL_TOPIC = "grid.signal.v1"
+SIGNAL_TOPIC = topic_for(GridSignalEvent).name
 HOUR = timedelta(hours=1)
 #: How far back gridstatus serves ERCOT's actual load (``Ercot.LOAD_HISTORICAL_MAX_DAYS``).
 LOAD_HISTORY_DAYS = 14

@@ -31,13 +31,13 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from schemas import HashpriceEvent
+from schemas import HashpriceEvent, topic_for
 from streams.errors import GridshiftError
 from streams.sources.checkpoint import Record
 from streams.sources.config import HashpriceConfig
 from streams.sources.loop import FeedResult, MalformedResponseError, Rejected
 
-HASHPRICE_TOPIC = "market.hashprice.v1"
+HASHPRICE_TOPIC = topic_for(HashpriceEvent).name
 BLOCK_INTERVAL_S = 600
 BLOCKS_PER_DAY = 86_400 // BLOCK_INTERVAL_S  # 144
 HALVING_INTERVAL = 210_000

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import ValidationError
 
-from schemas import PriceEvent
+from schemas import PriceEvent, topic_for
 from streams.errors import GridshiftError
 from streams.sources.checkpoint import Record
 from streams.sources.config import IsoConfig, SourceSettings, env_variable
@@ -41,7 +41,7 @@ from streams.sources.sink import JsonlSink, LoadRow
 
 log = logging.getLogger(__name__)
 
-PRICE_TOPIC = "grid.price.v1"
+PRICE_TOPIC = topic_for(PriceEvent).name
 Window = Literal["recent", "ahead", "today", "now"]
 
 

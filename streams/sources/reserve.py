@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from schemas import ReservePriceEvent, ReserveProduct
+from schemas import ReservePriceEvent, ReserveProduct, topic_for
 from streams.errors import GridshiftError
 from streams.sources.checkpoint import Record
 from streams.sources.config import ReserveConfig
@@ -44,7 +44,7 @@ from streams.sources.iso import (
 )
 from streams.sources.loop import FeedResult, Rejected
 
-RESERVE_TOPIC = "grid.reserve.v1"
+RESERVE_TOPIC = topic_for(ReservePriceEvent).name
 METHOD = "get_as_prices"
 CENTRAL = ZoneInfo("America/Chicago")
 #: gridstatus's column (``Ercot._finalize_as_price_df``) -> the contract's product.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from schemas import HashpriceEvent, PriceEvent, topic_for
 from streams.engine.fleet import SiteConfig
 from streams.engine.state import FleetState
 from streams.kafka.broker import kafka_api_versions_ok
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from streams.kafka.watch import BrokerWatch
     from streams.worker.http import DecisionHub
 
-PRICE_TOPIC = "grid.price.v1"
-HASHPRICE_TOPIC = "market.hashprice.v1"
+PRICE_TOPIC = topic_for(PriceEvent).name
+HASHPRICE_TOPIC = topic_for(HashpriceEvent).name
 #: Unmatched keys listed per topic in /health (all are counted).
 UNMATCHED_KEYS_SHOWN = 20
 #: The checks, as the ``check`` label of ``gridshift_health_check``.

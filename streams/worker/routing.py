@@ -19,9 +19,19 @@ from collections.abc import Iterable
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas import TOPICS_BY_NAME
+from schemas import ROUTED_TOPIC, TOPICS_BY_NAME
 
-ROUTED_TOPIC = "internal.site-inputs.v1"
+# ROUTED_TOPIC is re-exported (its name lives in schemas): the worker names it from here.
+__all__ = [
+    "ROUTED_TOPIC",
+    "RoutingError",
+    "by_partition",
+    "frame",
+    "owned_sites",
+    "partition_of",
+    "unframe",
+]
+
 _SEP = b"\x00"
 _partitioner = DefaultPartitioner()
 

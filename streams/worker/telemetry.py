@@ -33,6 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from schemas import TelemetryEvent, topic_for
 from streams.engine.codec import Rejection
 from streams.engine.ingest import ingest
 from streams.engine.state import FleetState
@@ -44,7 +45,7 @@ from streams.worker.replanner import Replanner
 
 log = logging.getLogger(__name__)
 
-TELEMETRY = "site.telemetry.v1"
+TELEMETRY = topic_for(TelemetryEvent).name
 #: Parts reported to /health.
 LANE = "telemetry lane"
 COMMITS = "telemetry offset commits"
