@@ -200,4 +200,4 @@ def load_fleet(path: Path | None) -> Fleet:
     try:
         return Fleet.model_validate(raw)
     except ValidationError as exc:
-        raise GridshiftError(f"sites file {path}: {first_error(exc)}") from exc
+        raise GridshiftError(f"sites file {path}: {first_error(exc, Fleet)}") from exc

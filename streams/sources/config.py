@@ -7,18 +7,17 @@ Both are strict: an unknown TOML key or ``GRIDSHIFT_SOURCE_*`` variable is an er
 the closest valid one, so a typo never silently falls back to a default. Secrets are
 ``SecretStr`` and are only unwrapped by the source that hands them to its client library.
 Kafka settings (bootstrap, security, topic prefix, partitions) stay in the shared
-:class:`streams.settings.Settings`; this module does not repeat them.
+:class:`streams.settings.Settings`; this module does not repeat them. Reading the file, finding
+an unknown key and the closest valid one are ``streams.engine.tomlfiles``'s (shared with every
+strict file); the wording of the lines is this module's.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
-import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
+from typing import Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -34,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.base import Identifier
 from schemas.grid import ReserveProduct
 from streams.engine.coincident_peak import TARIFF_2025_USD_PER_KW_YEAR
+from streams.engine.tomlfiles import closest, first_unknown_key, read_toml
 from streams.errors import GridshiftError
 
 ENV_PREFIX = "GRIDSHIFT_SOURCE_"
@@ -276,13 +276,15 @@ def load_sources_file(path: Path | None) -> SourcesFile:
     mistake, an unknown key with the closest valid one."""
     if path is None:
         return SourcesFile()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise GridshiftError(f"sources file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise GridshiftError(f"sources file {path} is not valid TOML: {exc}") from exc
-    check_keys(data, SourcesFile, where="")
+    data = read_toml(path, "sources")
+    # Unknown keys first, in file order: a typo is the likeliest cause of any other complaint.
+    unknown = first_unknown_key(data, SourcesFile)
+    if unknown is not None:
+        table = ".".join(str(part) for part in unknown.table)
+        place = f"[{table}]" if table else "the top level"
+        raise GridshiftError(
+            f"unknown key {unknown.key!r} in {place}{_suggest(unknown.key, unknown.known)}"
+        )
     try:
         return SourcesFile.model_validate(data)
     except ValidationError as exc:
@@ -294,53 +296,9 @@ def load_sources_file(path: Path | None) -> SourcesFile:
         raise GridshiftError(f"sources file {path}: {_section(loc)}: {first['msg']}{hint}") from exc
 
 
-def check_keys(data: Any, model: type[BaseModel], where: str) -> None:
-    """Raise for the first key of ``data`` that ``model`` does not declare, naming the
-    closest one; recurse into nested models and tables of models."""
-    if not isinstance(data, dict):
-        return  # a wrong type is pydantic's to report, with the value
-    fields = model.model_fields
-    for key, value in data.items():
-        if key not in fields:
-            place = f"[{where}]" if where else "the top level"
-            raise GridshiftError(f"unknown key {key!r} in {place}{_suggest(key, fields)}")
-        _check_value(value, fields[key].annotation, f"{where}.{key}" if where else key)
-
-
-def _check_value(value: Any, annotation: Any, where: str) -> None:
-    for inner in _unwrap(annotation):
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            check_keys(value, inner, where)
-            return
-        if get_origin(inner) is dict and isinstance(value, dict):
-            key_type, value_type = get_args(inner)
-            allowed = get_args(key_type) if get_origin(key_type) is Literal else ()
-            for key, item in value.items():
-                if allowed and key not in allowed:
-                    raise GridshiftError(
-                        f"unknown key {key!r} in [{where}]{_suggest(key, allowed)}"
-                    )
-                if any(
-                    isinstance(t, type) and issubclass(t, BaseModel) for t in _unwrap(value_type)
-                ):
-                    _check_value(item, value_type, f"{where}.{key}")
-            return
-
-
-def _unwrap(annotation: Any) -> tuple[Any, ...]:
-    """The alternatives of ``X | Y`` / ``Optional[X]``, without ``Annotated`` wrappers."""
-    if get_origin(annotation) is Annotated:
-        return _unwrap(get_args(annotation)[0])
-    if get_origin(annotation) in (Union, types.UnionType):
-        return tuple(t for arg in get_args(annotation) for t in _unwrap(arg))
-    return (annotation,)
-
-
-def _suggest(name: str, candidates: Any) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return (
-        f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(candidates))})"
-    )
+def _suggest(name: str, candidates: Collection[str]) -> str:
+    guess = closest(name, list(candidates))
+    return f"; did you mean {guess!r}?" if guess else f" (known: {', '.join(sorted(candidates))})"
 
 
 def _section(loc: tuple[str, ...]) -> str:
