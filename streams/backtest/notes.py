@@ -24,6 +24,15 @@ _TOLD = (
         "them, or they start within 30 minutes of the last real-time price)",
     ),
     (
+        re.compile(r"^carbon: # of # steps held at the last known value for (\S+)"),
+        r"carbon intensity for \1 held at the last known value over horizon steps no carbon "
+        "reading or forecast covers (the plan's emissions use it)",
+    ),
+    (
+        re.compile(r"^economics not estimated"),
+        "a fallback's money and emissions were not estimated (reported as 0)",
+    ),
+    (
         re.compile(r"^carbon intensity unknown for (\S+): emissions assumed #"),
         r"carbon intensity unknown for \1: the plan assumed zero emissions",
     ),

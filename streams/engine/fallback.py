@@ -19,6 +19,10 @@ from schemas import DispatchDecision, Economics, PlanStep, SolverReport, Trigger
 from streams.engine.decisions import decision_id
 from streams.engine.fleet import SiteConfig
 
+#: Said on every fallback decision: its economics (money and emissions) are zeros, not an
+#: estimate.
+FALLBACK_ECONOMICS_NOTE = "economics not estimated (fallback): money and emissions reported as 0"
+
 
 def _flagged(
     site_id: str,
@@ -62,6 +66,8 @@ def _flagged(
         horizon=(step,),
         fallback=kind,
         fallback_reason=reason,
+        # A fallback solves nothing: its zeros are not an estimate, and the reader is told so.
+        notes=(FALLBACK_ECONOMICS_NOTE,),
     )
 
 

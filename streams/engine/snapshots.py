@@ -69,6 +69,7 @@ class RoundReads:
         self._reserve_paths: dict[tuple[int, datetime], tuple[np.ndarray, np.ndarray]] = {}
         self._price_paths: dict[tuple[int, int | None, datetime], tuple[np.ndarray, int, int]] = {}
         self._filled: dict[tuple[int, datetime, float | None], np.ndarray] = {}
+        self._held: dict[tuple[int, datetime], int] = {}
         self._step_hours = np.asarray(horizon.step_hours)
         self._constants: dict[tuple[float, float], np.ndarray] = {}
 
@@ -133,6 +134,17 @@ class RoundReads:
         if values is None:
             values = self._filled[key] = _fill(self.read(curve, now), default)
         return values.copy()
+
+    def held(self, curve: Curve, now: datetime) -> int:
+        """How many steps of the grid that begins at ``now`` hold a value of ``curve`` past
+        its own interval (steps before its first point are not counted: nothing is held)."""
+        key = (id(curve), now)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = sum(
+                1 for v in self.read(curve, now) if v is not None and v.held
+            )
+        return held
 
     def price_path(
         self, prices: Curve, forecasts: Curve | None, now: datetime
@@ -205,6 +217,14 @@ def build_snapshot(
     carbon_values = reads.read(carbon_curve, now)
     if carbon_values[0] is None:
         notes.append(f"carbon intensity unknown for {site.carbon_region}: emissions assumed 0")
+    # A held intensity (stale, or not yet renewed for later steps) sets the emissions as surely
+    # as a measured one: said like a held price, so no figure rests on it silently.
+    carbon_held = reads.held(carbon_curve, now)
+    if carbon_held:
+        notes.append(
+            f"carbon: {carbon_held} of {horizon.n_steps} steps held at the last known value "
+            f"for {site.carbon_region}"
+        )
 
     telemetry = state.telemetry.get(site.site_id)
     draw = SiteDraw.at(state, site, now, decided, notes)

@@ -16,6 +16,8 @@ ENGINE_NOTES = (
     "price (no day-ahead clearing price yet)",
     "price: 4 of 24 steps held at the last known value",
     "ppa: 13 of 24 steps at the flat ppa_mw 60.0 MW (no PPA supply event covers them)",
+    "carbon: 3 of 4 steps held at the last known value for ERCOT",
+    "economics not estimated (fallback): money and emissions reported as 0",
 )
 
 
