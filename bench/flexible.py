@@ -4,8 +4,9 @@ Runs the backtest (gridshift MPC, today's practice, threshold, always on, perfec
 oracle) of each scenario and prints, per scenario: every strategy's net value, gridshift's
 share of the oracle's gain over "mining always on", the fleet's demand at the realised 4CP
 peaks against always-on (whole fleet, and mining only: the GPU floor is firm load no strategy
-sheds), and the hours curtailed against today's practice (the 4CP alert rule). Then the 4CP
-totals over the summers and one JSON line with every figure.
+sheds), and the hours curtailed against today's practice (the 4CP alert rule): all of them,
+and those with the price at or below break-even (curtailed for 4CP or a grid request, not
+for price). Then the 4CP totals over the summers and one JSON line with every figure.
 
 Scenarios: ``ercot-flexible-load`` over summers 2022, 2023 and 2024 (hourly day-ahead prices)
 and ``ercot-flexible-load-rt`` (June-December 2024, 15-minute real-time prices). Each summer
@@ -83,6 +84,20 @@ def _at_peaks(result: BacktestResult, name: str, what: str) -> list[float]:
     return out
 
 
+def _hours_curtailed_below_breakeven(result: BacktestResult, name: str) -> float:
+    """Hours in which a site mined less than its room (by more than 1 %) although its settled
+    price was at or below break-even: curtailment not explained by the energy price (4CP,
+    grid requests, reserve), scored intervals only. For today's practice these are its 4CP
+    alert hours and conservation requests; for gridshift its 4CP hedge and requests."""
+    act = result.actuals
+    room = result.dispatch["always_on"].mining
+    mining = result.dispatch[name].mining
+    with np.errstate(invalid="ignore"):
+        cheap = act.price <= act.breakeven
+    shed = (room - mining > 0.01 * room) & cheap
+    return float((shed.any(axis=0) & act.scored).sum() * act.hours)
+
+
 def _peaks(result: BacktestResult) -> list[datetime]:
     from streams.backtest.coincident_peak_history import read_4cp  # noqa: PLC0415
 
@@ -137,6 +152,10 @@ def run_case(case: Case, data_dir: Path | None) -> dict[str, Any]:
         "hours_curtailed": {
             n: round(s[n].hours_curtailed, 2) for n in ("gridshift", "todays_practice")
         },
+        "hours_curtailed_below_breakeven": {
+            n: round(_hours_curtailed_below_breakeven(result, n), 2)
+            for n in ("gridshift", "todays_practice")
+        },
         "emergency_mw_reduced": {
             n: [round(e.reduced_mw, 1) for e in result.event_imports.get(n, [])]
             for n in ("gridshift", "todays_practice", "oracle")
@@ -170,7 +189,10 @@ def print_case(row: dict[str, Any]) -> None:
             print(f"  at peaks {n:<16} import MW {imp}")
     print(
         f"  hours curtailed: gridshift {row['hours_curtailed']['gridshift']:.0f}, "
-        f"today's practice {row['hours_curtailed']['todays_practice']:.0f}"
+        f"today's practice {row['hours_curtailed']['todays_practice']:.0f}; "
+        "of them with the price at or below break-even (4CP, requests): gridshift "
+        f"{row['hours_curtailed_below_breakeven']['gridshift']:.0f}, today's practice "
+        f"{row['hours_curtailed_below_breakeven']['todays_practice']:.0f}"
     )
 
 
@@ -207,14 +229,16 @@ def main(argv: list[str] | None = None) -> int:
                 for n in ("gridshift", "todays_practice", "oracle")
             }
         totals["peaks"] = sum(len(r["peaks_mw"]["always_on"]["import"]) for r in summers)
-        totals["hours_curtailed"] = {
-            n: round(sum(r["hours_curtailed"][n] for r in summers), 1)
-            for n in ("gridshift", "todays_practice")
-        }
+        for key in ("hours_curtailed", "hours_curtailed_below_breakeven"):
+            totals[key] = {
+                n: round(sum(r[key][n] for r in summers), 1)
+                for n in ("gridshift", "todays_practice")
+            }
         print(
             f"\n4CP over {totals['peaks']} realised peaks of the summers run: demand at the peaks "
             f"/ always-on, whole fleet: {totals['import']}; mining only: {totals['mining']}; "
-            f"hours curtailed {totals['hours_curtailed']}"
+            f"hours curtailed {totals['hours_curtailed']}, of them at or below break-even "
+            f"{totals['hours_curtailed_below_breakeven']}"
         )
     print(json.dumps({"bench": "flexible", "cases": rows, "four_cp": totals}))
     return 0

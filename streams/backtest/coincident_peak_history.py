@@ -332,12 +332,24 @@ def _sigmoid(eta: FloatArray) -> FloatArray:
     return out
 
 
-def naive_flags(frame: pd.DataFrame) -> FloatArray:
+def naive_flags(frame: pd.DataFrame, *, at_offer: bool = False) -> FloatArray:
     """The rule of thumb: flag 15:00-18:00 Central when the day-ahead forecast exceeds the
-    month-to-date actual peak (every such hour on a month's first day, having no peak yet)."""
+    month-to-date actual peak (every such hour on a month's first day, having no peak yet).
+
+    Decided on the day (``at_offer`` False) it compares with the month's actual peak through
+    the day before. Decided at the day-ahead offer (``at_offer`` True: before the day's reserve
+    is sold) it can only compare with what is known then, the model's reference peak (the
+    month's actual peak through two days before and ERCOT's forecast of the day before's peak,
+    :func:`~streams.engine.coincident_peak.reference_peak_mw`); a month's first day is still
+    flagged whole."""
     window = frame["local_hour"].isin(NAIVE_HOURS).to_numpy()
     mtd = frame["mtd_peak_mw"].to_numpy(dtype=float)
-    above = np.isnan(mtd) | (frame["forecast_mw"].to_numpy(dtype=float) > mtd)
+    forecast = frame["forecast_mw"].to_numpy(dtype=float)
+    if at_offer:
+        first_day = np.array([d.day == 1 for d in frame["local_date"]], dtype=bool)
+        above = first_day | (forecast > frame["reference_mw"].to_numpy(dtype=float))
+    else:
+        above = np.isnan(mtd) | (forecast > mtd)
     flags: FloatArray = (window & above).astype(float)
     return flags
 

@@ -11,7 +11,10 @@ mining fleets as a baseline.
   every strategy pays the realised charge on its import at the realised peak intervals.
 - Today's practice (:func:`todays_practice`): the break-even price threshold, a curtailment
   15:00-18:00 Central on days ERCOT's day-ahead load forecast exceeds the month-to-date peak
-  (June-September), and all running mining offered as reserve at the MCPC.
+  (June-September), and its mining offered as reserve at the MCPC: sold day-ahead in the
+  hours whose day-ahead price is at or below break-even (:func:`todays_practice_day_ahead_plan`)
+  and kept running through real-time prices above it (:func:`hold_sold_reserve`), as
+  gridshift's sold reserve is.
 
 docs/SCENARIOS.md documents the scenario keys (``[coincident_peak]``, ``[reserves]``),
 docs/RESERVES.md and docs/COINCIDENT_PEAK.md the rules.
@@ -140,11 +143,14 @@ def reserve_revenue_usd(
     return total
 
 
-def naive_peak_hours(data_dir: Path | str | None) -> set[pd.Timestamp]:
+def naive_peak_hours(data_dir: Path | str | None, *, at_offer: bool = False) -> set[pd.Timestamp]:
     """The hour starts (UTC) today's practice curtails for 4CP: 15:00-18:00 Central on June-
-    September days when the day-ahead load forecast exceeds the month-to-date actual peak."""
+    September days when the day-ahead load forecast exceeds the month-to-date actual peak.
+
+    ``at_offer``: the alert as it can be known at the day-ahead offer, before the day's reserve
+    is sold (``naive_flags(..., at_offer=True)``); else as decided on the day."""
     frame = summer_frame(data_dir)
-    flags = naive_flags(frame)
+    flags = naive_flags(frame, at_offer=at_offer)
     return {pd.Timestamp(t) for t, f in zip(frame["start_utc"], flags, strict=True) if f > 0}
 
 
@@ -162,6 +168,41 @@ def todays_practice_mining(
         if peak_region is not None and site.carbon_region == peak_region:
             mining[i, curtail] = 0.0
     return mining
+
+
+def todays_practice_day_ahead_plan(
+    fleet: Fleet,
+    starts: Sequence[datetime],
+    *,
+    room: FloatArray,
+    day_ahead_price: FloatArray,
+    breakeven: FloatArray,
+    peak_hours: set[pd.Timestamp],
+    peak_region: str | None,
+) -> FloatArray:
+    """The mining today's practice expects to run when it offers reserve in the day-ahead
+    market: all of it (``room``) where the hour's day-ahead price is at or below break-even,
+    none in ``peak_hours`` (its 4CP alert as known at the offer), none where no day-ahead
+    price is known.
+
+    A sold MW is an obligation for the whole hour (ERCOT settles a failure to provide, since
+    2024-06-27 at up to the real-time reserve price, which the shared data does not have), so
+    the offer is made from what is known before delivery, not from the real-time prices the
+    fleet later curtails on.
+    """
+    with np.errstate(invalid="ignore"):
+        expected = day_ahead_price <= breakeven
+    return todays_practice_mining(
+        fleet, starts, np.where(expected, room, 0.0), peak_hours, peak_region
+    )
+
+
+def hold_sold_reserve(mining: FloatArray, sold: dict[str, FloatArray]) -> FloatArray:
+    """Mining that keeps every MW sold running (the obligation): at least the sold total."""
+    held = mining
+    if sold:
+        held = np.maximum(mining, np.sum(list(sold.values()), axis=0))
+    return held
 
 
 def todays_practice_reserve(

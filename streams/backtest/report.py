@@ -43,11 +43,13 @@ from streams.backtest.emergencies import (
 )
 from streams.backtest.flexible import (
     demand_at_peaks_mw,
+    hold_sold_reserve,
     mcpc_on_grid,
     naive_peak_hours,
     read_mcpc,
     reserve_price_schedule,
     reserve_revenue_usd,
+    todays_practice_day_ahead_plan,
     todays_practice_mining,
     todays_practice_reserve,
 )
@@ -67,7 +69,7 @@ from streams.backtest.run import (
     score,
     timeline,
 )
-from streams.backtest.scenario import Paths, Scenario, load_markets
+from streams.backtest.scenario import MarketData, Paths, Scenario, load_markets
 from streams.backtest.trace import write_intervals, write_summary
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
@@ -222,12 +224,19 @@ def run_backtest(
         )
         seconds["oracle"] = time.perf_counter() - clock
     dispatch.update(_baselines(fleet, act, lag))
+    practice_plan: FloatArray | None = None
     if cp is not None or rs is not None or scenario.emergencies is not None:
-        dispatch["todays_practice"] = _todays_practice(
-            fleet, act, dispatch["threshold"], data_dir, cp.region if cp else None, mcpc=extras.mcpc
+        dispatch["todays_practice"], practice_plan = _todays_practice(
+            fleet,
+            act,
+            dispatch,
+            data_dir,
+            cp.region if cp else None,
+            mcpc=extras.mcpc,
+            day_ahead=_day_ahead_prices(fleet, market, grid, step, hold.limit("price")),
         )
     event_imports = _emergency_response(
-        scenario, fleet, act, dispatch, extras.emergencies, mcpc=extras.mcpc
+        scenario, fleet, act, dispatch, extras.emergencies, mcpc=extras.mcpc, plan=practice_plan
     )
     scores = {name: score(fleet, act, d) for name, d in dispatch.items()}
     _score_extras(scenario, fleet=fleet, act=act, dispatch=dispatch, scores=scores, extras=extras)
@@ -376,9 +385,12 @@ def _emergency_response(
     emergencies: list[GridEmergency],
     *,
     mcpc: dict[str, FloatArray],
+    plan: FloatArray | None,
 ) -> dict[str, list[EventImport]]:
     """With ``[emergencies]``: today's practice curtails all mining in every request (its
-    reserve offer follows), and per strategy the import during each request."""
+    reserve is paid only for what still runs), and per strategy the import during each
+    request. ``plan`` is the mining the practice sold reserve from (see
+    :func:`_todays_practice`)."""
     em = scenario.emergencies
     if em is None:
         return {}
@@ -388,7 +400,8 @@ def _emergency_response(
         fleet, act.starts, step, practice.mining, events=emergencies, region=em.region
     )
     practice.grid_import = _facility_import(fleet, practice.mining, practice.gpu + practice.routed)
-    practice.reserve = todays_practice_reserve(fleet, practice.mining, mcpc or None)
+    sold_from = practice.mining if plan is None else np.minimum(plan, practice.mining)
+    practice.reserve = todays_practice_reserve(fleet, sold_from, mcpc or None)
     rows = [i for i, site in enumerate(fleet.sites) if site.carbon_region == em.region]
     reference = dispatch["always_on"].grid_import
     return {
@@ -402,16 +415,47 @@ def _emergency_response(
 def _todays_practice(
     fleet: Fleet,
     act: Actuals,
-    threshold: Dispatch,
+    dispatch: dict[str, Dispatch],
     data_dir: Path | None,
     peak_region: str | None,
     *,
     mcpc: dict[str, FloatArray],
-) -> Dispatch:
-    """Today's practice: the threshold rule, off 15:00-18:00 Central on the naive 4CP days,
-    and all running mining offered as reserve (in the first qualified product that cleared)."""
-    hours = naive_peak_hours(data_dir) if peak_region is not None else set()
-    mining = todays_practice_mining(fleet, act.starts, threshold.mining, hours, peak_region)
+    day_ahead: FloatArray | None,
+) -> tuple[Dispatch, FloatArray]:
+    """Today's practice, and the mining it sold reserve from: the threshold rule, off
+    15:00-18:00 Central on the naive 4CP days, and reserve offered in the first qualified
+    product that cleared.
+
+    With day-ahead prices (``day_ahead``, sites x intervals) and reserve prices, the offer is
+    made day-ahead (:func:`todays_practice_day_ahead_plan`: all mining in hours whose day-ahead
+    price is at or below break-even, except the 4CP alert hours known at the offer) and the
+    sold MW keep running through real-time prices above break-even, as gridshift's sold reserve
+    does; only the day's own 4CP alert (decided on the day) curtails them. Without them, all
+    mining the rule ran counts as offered (the rule then never fails an offer)."""
+    threshold = dispatch["threshold"]
+    region = peak_region  # the sites that pay 4CP (None: no 4CP in the scenario)
+    on_the_day = naive_peak_hours(data_dir) if region is not None else set()
+    mining = todays_practice_mining(fleet, act.starts, threshold.mining, on_the_day, region)
+    plan = mining
+    if day_ahead is not None and mcpc:
+        at_offer = naive_peak_hours(data_dir, at_offer=True) if region is not None else set()
+        plan = todays_practice_day_ahead_plan(
+            fleet,
+            act.starts,
+            room=dispatch["always_on"].mining,
+            day_ahead_price=day_ahead,
+            breakeven=act.breakeven,
+            peak_hours=at_offer,
+            peak_region=region,
+        )
+        sold = todays_practice_reserve(fleet, plan, mcpc)
+        # The sold MW keep running through real-time prices, but not through the day's own 4CP
+        # alert: a peak costs far more than the sale, so the practice curtails and fails it
+        # (scored as not paid: the payment is lost, no further charge, generous to the rule).
+        mining = todays_practice_mining(
+            fleet, act.starts, hold_sold_reserve(threshold.mining, sold), on_the_day, region
+        )
+    sold = todays_practice_reserve(fleet, np.minimum(plan, mining), mcpc or None)
     out = Dispatch(
         mining,
         threshold.gpu,
@@ -419,8 +463,34 @@ def _todays_practice(
         threshold.routed,
         threshold.routed_revenue_usd,
     )
-    out.reserve = todays_practice_reserve(fleet, mining, mcpc or None)
-    return out
+    out.reserve = sold
+    return out, plan
+
+
+def _day_ahead_prices(
+    fleet: Fleet, market: MarketData, grid: np.ndarray, step: timedelta, limit: timedelta
+) -> FloatArray | None:
+    """Each site's day-ahead price per interval (NaN where none), or None when no market
+    of the scenario has day-ahead prices."""
+    frame = market.history.frame
+    if "day_ahead_price_usd_per_mwh" not in frame.columns:
+        return None
+    by_node = {
+        node: align(
+            Series.of(
+                "price",
+                node,
+                "day-ahead",
+                frame[frame["node"] == node],
+                "day_ahead_price_usd_per_mwh",
+            ),
+            grid,
+            step,
+            limit,
+        ).values
+        for node in {s.price_node for s in fleet.sites}
+    }
+    return np.vstack([by_node[s.price_node] for s in fleet.sites])
 
 
 def _baselines(fleet: Fleet, act: Actuals, lag: int) -> dict[str, Dispatch]:
@@ -577,7 +647,9 @@ def _flexible_lines(result: BacktestResult) -> list[str]:
         lines.append(
             f"gridshift earns {versus} "
             f"(threshold + 15:00-18:00 curtailment on forecast-peak days + mining offered as "
-            f"reserve); the oracle earns ${result.scores['oracle'].net_margin_usd:,.0f}."
+            f"reserve day-ahead in hours whose day-ahead price is at or below break-even, the "
+            "sold MW kept running); the oracle earns "
+            f"${result.scores['oracle'].net_margin_usd:,.0f}."
         )
     if sc.coincident_peak is not None:
         lines += [

@@ -20,6 +20,7 @@ from streams.backtest.coincident_peak_history import (
     fit_calibrated,
     fit_model,
     labelled_years,
+    naive_flags,
     peak_signal_schedule,
     peak_signals,
     point_in_time_frame,
@@ -237,3 +238,21 @@ def test_realised_charge_reads_the_import_at_each_peak() -> None:
     assert realised_charge_usd([], [], peaks) == 0.0
     with pytest.raises(ValueError, match="same length"):
         realised_charge_usd(starts, imports[:3], peaks)
+
+
+def test_the_naive_alert_known_at_the_day_ahead_offer_compares_with_the_reference_peak() -> None:
+    # SYNTHETIC: three days, the 16:00 hour of each. On the day the rule compares with the
+    # month's actual peak through the day before; at the day-ahead offer only the model's
+    # reference peak is known (actual through two days before, the forecast of the day before).
+    frame = pd.DataFrame(
+        {
+            "local_date": [date(2024, 7, 1), date(2024, 7, 10), date(2024, 7, 11)],
+            "local_hour": [16, 16, 16],
+            "forecast_mw": [70_000.0, 80_000.0, 80_000.0],
+            "mtd_peak_mw": [np.nan, 79_000.0, 81_000.0],
+            "reference_mw": [75_000.0, 81_000.0, 79_000.0],
+        }
+    )
+    assert naive_flags(frame).tolist() == [1.0, 1.0, 0.0]
+    # The month's first day is flagged whole either way; the others follow the reference.
+    assert naive_flags(frame, at_offer=True).tolist() == [1.0, 0.0, 1.0]

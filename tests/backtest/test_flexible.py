@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 
 from streams.backtest.flexible import (
+    hold_sold_reserve,
     mcpc_on_grid,
     published_at,
     read_mcpc,
     reserve_price_schedule,
+    todays_practice_day_ahead_plan,
     todays_practice_reserve,
 )
 from streams.backtest.report import run_backtest, write_report
@@ -150,3 +152,66 @@ def test_the_real_time_scenario_sheds_the_july_2024_peak(data_dir: Path) -> None
     assert scores["gridshift"].demand_at_peaks_mw[1] < 30.0
     assert scores["always_on"].demand_at_peaks_mw[1] > 100.0
     assert scores["gridshift"].reserve_revenue_usd > 0
+
+
+def test_todays_practice_sells_reserve_day_ahead_and_keeps_it_through_real_time_spikes() -> None:
+    # SYNTHETIC: one site, four intervals. Day-ahead the second hour looks cheap, so the
+    # practice sells 10 MW of RRS in it; in real time its price spikes and the threshold rule
+    # curtails, but the sold 10 MW keep running. The third hour looked dear day-ahead: nothing
+    # sold, nothing held. A 4CP alert hour (the fourth) is never sold either.
+    fleet = Fleet(sites=(mining_site(reserve_products=["rrs"], reserve_max_mw=10.0),))
+    starts = [datetime(2024, 8, 20, 20, tzinfo=UTC) + timedelta(hours=k) for k in range(4)]
+    room = np.full((1, 4), 25.0)
+    plan = todays_practice_day_ahead_plan(
+        fleet,
+        starts,
+        room=room,
+        day_ahead_price=np.array([[30.0, 30.0, 200.0, 30.0]]),
+        breakeven=np.full((1, 4), 60.0),
+        peak_hours={pd.Timestamp(starts[3])},
+        peak_region="ERCOT",
+    )
+    assert plan.tolist() == [[25.0, 25.0, 0.0, 0.0]]
+    sold = todays_practice_reserve(fleet, plan, {"rrs": np.full(4, 5.0)})
+    assert sold["rrs"].tolist() == [[10.0, 10.0, 0.0, 0.0]]
+    real_time = np.array([[25.0, 0.0, 0.0, 0.0]])  # the threshold rule and the 4CP alert
+    assert hold_sold_reserve(real_time, sold).tolist() == [[25.0, 10.0, 0.0, 0.0]]
+    # An unknown day-ahead price sells nothing (no offer without a price).
+    blind = todays_practice_day_ahead_plan(
+        fleet,
+        starts,
+        room=room,
+        day_ahead_price=np.full((1, 4), np.nan),
+        breakeven=np.full((1, 4), 60.0),
+        peak_hours=set(),
+        peak_region="ERCOT",
+    )
+    assert not blind.any()
+
+
+@pytest.mark.data
+def test_on_real_time_prices_todays_practice_holds_what_it_sold_day_ahead(data_dir: Path) -> None:
+    # The 2024-08-20 evening: HB_SOUTH real-time prices far above break-even while the
+    # day-ahead prices of those hours were not. The practice sold those hours day-ahead, so it
+    # keeps the sold MW running (as gridshift keeps its own) instead of curtailing for free.
+    scenario = load_scenario(scenario_paths()["ercot-flexible-load-rt"])
+    start = datetime(2024, 8, 20, 5, tzinfo=UTC)
+    result = run_backtest(
+        scenario,
+        data_dir,
+        Path("scenarios"),
+        start=start,
+        end=start + timedelta(days=1),
+        show_progress=False,
+    )
+    act = result.actuals
+    practice = result.dispatch["todays_practice"]
+    sold = sum(practice.reserve.values())
+    assert isinstance(sold, np.ndarray) and sold.sum() > 0
+    assert (practice.mining >= sold - 1e-9).all()  # every sold MW keeps running
+    with np.errstate(invalid="ignore"):
+        known_dear = act.known_price > act.breakeven
+    held_through = known_dear & (practice.mining > 0)
+    # The threshold rule would have curtailed all of these intervals.
+    assert held_through.sum() >= 1
+    assert (result.dispatch["threshold"].mining[held_through] == 0).all()
