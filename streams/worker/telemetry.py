@@ -17,6 +17,14 @@ restart): :meth:`TelemetryLane.log_lost` forgets the lane's read and committed o
 the new log from its start, and a batch fetched before the loss is neither parked nor acked (its
 offsets belong to the old log; committing them would skip the new log's first records).
 
+An ack already under way may still carry an old offset across the loss: a round with nothing to
+deliver acks its inputs without waiting for the broker, and the client retries a commit for as
+long as the broker is away, so it lands in the new log once the topic is back (seen: offset 5
+committed into a new log of 2 records). So :meth:`~TelemetryLane.log_lost` also stops the
+commits in flight, and commits the new log's start (0) over every partition the lane had
+committed to or was committing to: whatever of the old log reached the new one is overwritten
+(on the same connection, after any attempt of the stopped commit already sent).
+
 No batch stops the lane: whatever a batch raises is logged loudly and reported to /health, the
 owned partitions are read again from their committed offsets after a capped back-off, and the
 lane carries on; the next batch that goes through clears the report.
@@ -51,6 +59,9 @@ LANE = "telemetry lane"
 COMMITS = "telemetry offset commits"
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
+#: Longest :meth:`TelemetryLane.log_lost` waits for the new log's start to be committed (it holds
+#: the broker watch's ``ready`` until then).
+COMMIT_RESET_TIMEOUT_S = 10.0
 Reject = Callable[[str, Any, Rejection], Awaitable[None]]
 Count = Callable[[int, int], None]  # (consumed, applied) per partition batch
 
@@ -89,6 +100,10 @@ class TelemetryLane:
     _lost_in: int = -1
     #: Batches dropped because they were fetched from a log lost since.
     batches_forgotten: int = 0
+    #: Commits sent and not answered yet, with the partitions they write.
+    _commits: dict[asyncio.Task[None], frozenset[TopicPartition]] = field(default_factory=dict)
+    #: Commits stopped because the log they were for was lost meanwhile.
+    commits_dropped: int = 0
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -215,6 +230,12 @@ class TelemetryLane:
         if self.topic not in loss.topics:
             return
         self._lost_in = loss.generation
+        # Partitions an old-log offset may have reached the new log on: committed before (a
+        # commit that went out while the broker was away lands after its restart) or now.
+        written = {tp for tp, offset in self._committed.items() if offset >= 0}
+        for task, partitions in list(self._commits.items()):
+            written |= partitions
+            task.cancel()  # ends the client's retries; an attempt already sent goes first
         self._next.clear()
         self._committed.clear()
         if self._consumer is None or not self._held:
@@ -227,6 +248,11 @@ class TelemetryLane:
         except (IllegalStateError, KafkaError) as exc:
             # Reassigned meanwhile: ``assign`` seeks to the new log's committed offsets.
             log.info("telemetry partitions not sought to the start", extra={"error": repr(exc)})
+        restart = {tp: 0 for tp in tps if tp in written}
+        if restart:
+            # The new log from its start: the lane has read nothing there yet (its own record
+            # stays -1, so any first ack commits).
+            await self._commit(restart, timeout_s=COMMIT_RESET_TIMEOUT_S)
 
     def _poisoned(self, message: Any, exc: Exception) -> Rejection:
         """A record the worker failed on (a bug, not bad input): dead-lettered with the error,
@@ -262,15 +288,43 @@ class TelemetryLane:
         if not mine:
             return
         self._committed.update(mine)
+        await self._commit(mine)
+
+    async def _commit(
+        self, offsets: dict[TopicPartition, int], timeout_s: float | None = None
+    ) -> None:
+        """Commit ``offsets`` as a task :meth:`log_lost` can stop (the client retries a commit
+        for as long as the broker is away, into whatever log it finds when it is back)."""
+        task = asyncio.ensure_future(self._require().commit(offsets))
+        self._commits[task] = frozenset(offsets)
+        task.add_done_callback(self._commit_done)
         try:
-            await self._require().commit(mine)
-        except KafkaError as exc:
+            async with asyncio.timeout(timeout_s):
+                # Shielded: an ack given up on (the worker stops, a time-out) leaves its commit
+                # to finish; only ``log_lost`` stops one.
+                await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this ack itself is being cancelled (the worker stops)
+            # Stopped by ``log_lost``: offsets of a lost log, rightly never committed.
+            self.commits_dropped += 1
+            log.info(
+                "telemetry commit dropped: its log was lost",
+                extra={"offsets": {tp.partition: o for tp, o in offsets.items()}},
+            )
+        except (KafkaError, TimeoutError) as exc:
             # Not fatal: the offsets stay uncommitted and are read again after a restart (a later
             # commit covers them).
             self.faults.fail(COMMITS, exc)
             log.warning("telemetry offset commit failed", extra={"error": describe(exc)})
         else:
             self.faults.ok(COMMITS)
+
+    def _commit_done(self, task: asyncio.Task[None]) -> None:
+        self._commits.pop(task, None)
+        if not task.cancelled():
+            task.exception()  # seen: by the ack that waited, or moot for one given up on
 
     def _require(self) -> AIOKafkaConsumer:
         if self._consumer is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from streams.engine.fleet import Fleet
 from streams.settings import Settings, load_settings
 from streams.worker.app import Worker
 from streams.worker.service import running_worker
+from tests.factories import T0, Q
 
 WAIT_S = 30.0
 
@@ -104,6 +106,8 @@ async def read_records(
 
 # ---------------------------------------------------------------------- an outside client
 POLL_S = 0.2  # how often an outside client looks again (every wait below has a deadline)
+#: Empty polls in a row after which a partition read to its watermark has nothing more.
+_QUIET_POLLS = 3
 
 
 def listed_topics(bootstrap: str) -> dict[str, int]:
@@ -166,14 +170,60 @@ async def find_record(
     raise AssertionError(f"no matching record on {topic} within {timeout_s}s; read {seen}")
 
 
-def end_offsets(bootstrap: str, topic: str, partitions: int = 4) -> dict[int, int]:
-    """The end offset of each partition of ``topic`` (confluent-kafka watermarks)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.watermarks"})
+def end_offsets(
+    bootstrap: str, topic: str, partitions: int = 4, timeout_s: float = WAIT_S
+) -> dict[int, int]:
+    """The end offset of each partition of ``topic``: one past the last record a plain
+    confluent-kafka consumer reads there from the beginning (0: empty).
+
+    Not the broker's high watermark alone: Tansu reports one past the *first* offset of a
+    partition's last batch (measured: 1 for a partition holding one batch of 12 records, 27
+    after batches of 12, 12, 1, 1 and 5), so it undercounts whenever the last produce was
+    batched. It is a lower bound, though: every partition is read until the consumer has got
+    the record just below it, and then until no more come (``_QUIET_POLLS`` empty polls in a
+    row); the end is one past the last offset read, never less than the watermark."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}.ends",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 50,
+        }
+    )
     try:
-        return {
+        ends = {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             for p in range(partitions)
         }
+        reached = {p for p, end in ends.items() if end <= 0}  # empty: nothing to read
+        if len(reached) == partitions:
+            return ends
+        consumer.assign(
+            [
+                TopicPartition(topic, p, OFFSET_BEGINNING)
+                for p in range(partitions)
+                if p not in reached
+            ]
+        )
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while len(reached) < partitions or quiet < _QUIET_POLLS:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{topic}: not read up to its watermarks {ends} within {timeout_s}s"
+                )
+            message = consumer.poll(POLL_S)
+            if message is None or message.error():
+                quiet += 1
+                continue
+            partition, offset = message.partition(), message.offset()
+            if partition is None or offset is None:
+                continue
+            quiet = 0
+            if offset + 1 >= ends[partition]:
+                reached.add(partition)  # at or past the watermark: only the rest of a batch
+            ends[partition] = max(ends[partition], offset + 1)
+        return ends
     finally:
         consumer.close()
 
@@ -209,6 +259,44 @@ async def wait_committed(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{group} committed {offsets} on {topic}, not {offset}")
         await asyncio.sleep(POLL_S)  # polling the group's committed offsets under a deadline
+
+
+async def committed_settles_at_end(
+    bootstrap: str, group: str, topic: str, timeout_s: float = WAIT_S
+) -> dict[int, int]:
+    """Wait until ``group``'s committed offsets on ``topic`` equal the topic's end offsets
+    (everything read is committed); fail at once if any is past its end offset (an offset of
+    a log the broker lost, committed into the new one)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        # Committed first: the log only grows, so an end read after it bounds it truly.
+        offsets = await asyncio.to_thread(committed, bootstrap, group, topic)
+        ends = await asyncio.to_thread(end_offsets, bootstrap, topic)
+        past = {p: o for p, o in offsets.items() if o > ends[p]}
+        assert not past, f"{group} committed {past} on {topic}, past its end offsets {ends}"
+        # 0 committed (a log's start, after a loss) is as good as none on an empty partition.
+        if {p: o for p, o in offsets.items() if o > 0} == {p: e for p, e in ends.items() if e > 0}:
+            return offsets
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{group} committed {offsets} on {topic}; end offsets {ends}")
+        await asyncio.sleep(POLL_S)  # polling the group's committed offsets under a deadline
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    """Wait until ``condition()`` holds (polled), else AssertionError naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        await asyncio.sleep(0.01)  # polling in-process state under a deadline
+
+
+def decision_at(k: int, site: str = "site-a") -> Callable[[dict[str, Any]], bool]:
+    """A decision (as JSON, :func:`find_record`'s) for ``site`` and the ``k``-th interval."""
+    start = T0 + k * Q
+    return lambda d: (
+        d["site_id"] == site and datetime.fromisoformat(str(d["interval_start"])) == start
+    )
 
 
 async def get_health(session: aiohttp.ClientSession, base: str) -> tuple[int, dict[str, Any]]:

@@ -9,8 +9,6 @@ committed offsets against the new log's end offsets."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
 
 import pytest
 
@@ -20,58 +18,22 @@ from streams.settings import Settings
 from streams.worker.app import Worker, required_topics
 from streams.worker.telemetry import lane_group
 from tests.e2e.harness import (
-    POLL_S,
-    WAIT_S,
     as_json,
-    committed,
-    end_offsets,
+    committed_settles_at_end,
+    decision_at,
     find_record,
     produce,
+    until,
     wait_committed,
     wait_listed,
     worker_on,
     worker_settings,
 )
-from tests.factories import T0, Q, hashprice, price, telemetry
+from tests.factories import hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
 
 PARTITIONS = 4
-
-
-def at(k: int, site: str = "site-a") -> Callable[[dict[str, object]], bool]:
-    """A decision (as JSON) for ``site`` and interval ``k``."""
-    start = T0 + k * Q
-    return lambda d: (
-        d["site_id"] == site and datetime.fromisoformat(str(d["interval_start"])) == start
-    )
-
-
-async def committed_settles_at_end(
-    bootstrap: str, group: str, topic: str, timeout_s: float = WAIT_S
-) -> dict[int, int]:
-    """Wait until ``group``'s committed offsets on ``topic`` equal the topic's end offsets
-    (everything read is committed); fail at once if any is past its end offset."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        ends = await asyncio.to_thread(end_offsets, bootstrap, topic)
-        offsets = await asyncio.to_thread(committed, bootstrap, group, topic)
-        past = {p: o for p, o in offsets.items() if o > ends[p]}
-        assert not past, f"{group} committed {past} on {topic}, past its end offsets {ends}"
-        if offsets == {p: e for p, e in ends.items() if e > 0}:
-            return offsets
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{group} committed {offsets} on {topic}; end offsets {ends}")
-        await asyncio.sleep(POLL_S)  # polling the group's committed offsets under a deadline
-
-
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    """Wait until ``condition()`` holds (polled), else AssertionError naming ``what``."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what}")
-        await asyncio.sleep(0.01)  # polling in-process state under a deadline
 
 
 async def restart(broker: EmbeddedBroker, worker: Worker, settings: Settings) -> None:
@@ -101,7 +63,7 @@ async def test_a_round_in_flight_across_a_log_loss_commits_nothing_of_the_old_lo
                 + [(prices, b"HB_SOUTH", as_json(price(k, 20.0 + k))) for k in range(4)]
                 + [(readings, b"site-a", as_json(telemetry("site-a", k))) for k in range(4)],
             )
-            await find_record(broker.bootstrap, decisions, at(3))
+            await find_record(broker.bootstrap, decisions, decision_at(3))
             await wait_committed(broker.bootstrap, settings.app_id, prices, 4)
             await wait_committed(broker.bootstrap, lane_group(settings.app_id), readings, 4)
             # A price and a reading read and parked; their round is waiting for its debounce.
@@ -121,7 +83,7 @@ async def test_a_round_in_flight_across_a_log_loss_commits_nothing_of_the_old_lo
             await asyncio.to_thread(broker.start)  # same port, nothing kept
             await wait_listed(broker.bootstrap, required_topics(settings))
             # Its decision goes out on the new broker, but its inputs' offsets are not acked.
-            await find_record(broker.bootstrap, decisions, at(4))
+            await find_record(broker.bootstrap, decisions, decision_at(4))
             # Published right after the restart, at offsets 0, 1 of the new log: all decided.
             for k in (5, 6):
                 await produce(
@@ -131,7 +93,7 @@ async def test_a_round_in_flight_across_a_log_loss_commits_nothing_of_the_old_lo
                         (readings, b"site-a", as_json(telemetry("site-a", k))),
                     ],
                 )
-                await find_record(broker.bootstrap, decisions, at(k))
+                await find_record(broker.bootstrap, decisions, decision_at(k))
             # What the groups committed in the new log is what was read there, never an offset
             # of the old log (4 and 5 before the fix: past the new log's end).
             assert await committed_settles_at_end(broker.bootstrap, settings.app_id, prices)
@@ -154,7 +116,7 @@ async def test_a_round_in_flight_across_a_log_loss_commits_nothing_of_the_old_lo
             ],
         )
         async with worker_on(broker.bootstrap, one_site_fleet, settings):
-            await find_record(broker.bootstrap, decisions, at(7))
+            await find_record(broker.bootstrap, decisions, decision_at(7))
             await committed_settles_at_end(broker.bootstrap, settings.app_id, prices)
     finally:
         broker.stop()
@@ -175,7 +137,7 @@ async def test_every_input_after_a_log_loss_is_decided_and_survives_a_rebalance(
                 [(topic_prefix + "market.hashprice.v1", None, as_json(hashprice()))]
                 + [(prices, b"HB_SOUTH", as_json(price(k, 20.0 + k))) for k in range(5)],
             )
-            await find_record(broker.bootstrap, decisions, at(4))
+            await find_record(broker.bootstrap, decisions, decision_at(4))
             await wait_committed(broker.bootstrap, settings.app_id, prices, 5)
 
             await restart(broker, worker, settings)
@@ -187,13 +149,13 @@ async def test_every_input_after_a_log_loss_is_decided_and_survives_a_rebalance(
             )
             for k in (5, 6):
                 await produce(broker.bootstrap, [(prices, b"HB_SOUTH", as_json(price(k, 30.0)))])
-                await find_record(broker.bootstrap, decisions, at(k))
+                await find_record(broker.bootstrap, decisions, decision_at(k))
             await committed_settles_at_end(broker.bootstrap, settings.app_id, prices)
 
             # A second worker joins: the group rebalances and resumes at the committed offsets.
             async with worker_on(broker.bootstrap, one_site_fleet, settings):
                 await produce(broker.bootstrap, [(prices, b"HB_SOUTH", as_json(price(7, 31.0)))])
-                await find_record(broker.bootstrap, decisions, at(7))
+                await find_record(broker.bootstrap, decisions, decision_at(7))
                 await committed_settles_at_end(broker.bootstrap, settings.app_id, prices)
     finally:
         broker.stop()
