@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streams.backtest.mistakes import closest, one_line
-from streams.engine.tomlfiles import read_toml
+from streams.backtest.mistakes import one_line
+from streams.engine.tomlfiles import closest, read_toml
 from streams.errors import GridshiftError
 
 ERCOT_REPLAY = Path("replay") / "ercot_replay_15min_2024-06-01_2024-12-31.csv"

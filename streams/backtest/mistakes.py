@@ -14,7 +14,7 @@ from pydantic_core import ErrorDetails
 
 from streams.engine.tomlfiles import Location, closest, keys_at
 
-__all__ = ["SHOWN", "closest", "one_line"]
+__all__ = ["SHOWN", "one_line"]
 
 #: How many problems one line names (more would not fit on a line; fixing these shows the rest).
 SHOWN = 3

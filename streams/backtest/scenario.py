@@ -49,11 +49,11 @@ from streams.backtest.history import (
     read_history,
     utc_values,
 )
-from streams.backtest.mistakes import closest, one_line
+from streams.backtest.mistakes import one_line
 from streams.backtest.ppa import ppa_supply_rows, read_shape
 from streams.engine.fleet import Fleet, PoolConfig, SiteConfig
 from streams.engine.horizon import HorizonConfig
-from streams.engine.tomlfiles import read_toml
+from streams.engine.tomlfiles import closest, read_toml
 from streams.errors import GridshiftError
 
 SHIPPED_MAPPINGS = {"ercot_replay": ercot_mapping_path}

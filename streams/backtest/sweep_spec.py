@@ -33,10 +33,10 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from streams.backtest.mistakes import closest, one_line
+from streams.backtest.mistakes import one_line
 from streams.backtest.scenario import Scenario, SiteGroup, resolve_scenario
 from streams.engine.fleet import Fleet, SiteConfig
-from streams.engine.tomlfiles import read_toml
+from streams.engine.tomlfiles import closest, read_toml
 from streams.errors import GridshiftError
 
 CONVERT_SHARE = "convert_share"
