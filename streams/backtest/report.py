@@ -609,6 +609,14 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
         f"gridshift earns {versus_threshold} and {versus_always_on}; its regret against "
         f"perfect foresight is ${result.regret_usd('gridshift'):,.0f}.",
     ]
+    # A total over the sites with carbon data is not the fleet's: say so where it is read.
+    uncovered = [s.site_id for i, s in enumerate(sites) if np.isnan(act.carbon[i]).all()]
+    if uncovered and len(uncovered) < len(sites):
+        lines.append(
+            f"The t CO2 columns cover {len(sites) - len(uncovered)} of {len(sites)} sites: "
+            f"no carbon data for {', '.join(uncovered[:5])}"
+            f"{f' and {len(uncovered) - 5} more' if len(uncovered) > 5 else ''}."
+        )
     if sc.carbon_neutral_target is not None:
         market = grid.emissions_market_t
         emitted = "n/a (no carbon data)" if math.isnan(market) else f"{market:,.1f} t"

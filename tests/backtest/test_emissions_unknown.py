@@ -84,6 +84,8 @@ def test_a_region_without_carbon_is_said_beside_the_total_that_leaves_it_out(
     assert always_on.emissions_location_t == pytest.approx(7.5 * 0.4 * 95, rel=1e-9)
     report = write_report(result, tmp_path / "report").read_text()
     assert "no carbon data for region PJM: its emissions are not reported (n/a)" in report
+    # ... and beside the results table whose t CO2 total leaves site-b out.
+    assert "The t CO2 columns cover 1 of 2 sites: no carbon data for site-b." in report
     # gridshift's PJM decisions say they planned with zero emissions (counted per kind).
     assert any(
         "carbon intensity unknown for PJM: the plan assumed zero emissions" in line
