@@ -283,7 +283,8 @@ def load_sources_file(path: Path | None) -> SourcesFile:
         table = ".".join(str(part) for part in unknown.table)
         place = f"[{table}]" if table else "the top level"
         raise GridshiftError(
-            f"unknown key {unknown.key!r} in {place}{_suggest(unknown.key, unknown.known)}"
+            f"sources file {path}: unknown key {unknown.key!r} in {place}"
+            f"{_suggest(unknown.key, unknown.known)}"
         )
     try:
         return SourcesFile.model_validate(data)

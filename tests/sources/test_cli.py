@@ -161,8 +161,8 @@ def test_configuration_mistakes_are_one_line(
     config.write_text("[hashprice]\nintervall_minutes = 60\n")
     assert gridshift_main("source", "hashprice", "--config", str(config)) == 1
     assert capsys.readouterr().err.splitlines() == [
-        "gridshift: error: unknown key 'intervall_minutes' in [hashprice]; "
-        "did you mean 'interval_minutes'?"
+        f"gridshift: error: sources file {config}: unknown key 'intervall_minutes' in "
+        "[hashprice]; did you mean 'interval_minutes'?"
     ]
     assert gridshift_main("source", "iso", "ERCOT") == 1
     assert "no price nodes for ERCOT" in capsys.readouterr().err
