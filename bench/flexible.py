@@ -5,8 +5,9 @@ oracle) of each scenario and prints, per scenario: every strategy's net value, g
 share of the oracle's gain over "mining always on", the fleet's demand at the realised 4CP
 peaks against always-on (whole fleet, and mining only: the GPU floor is firm load no strategy
 sheds), and the hours curtailed against today's practice (the 4CP alert rule): all of them,
-and those with the price at or below break-even (curtailed for 4CP or a grid request, not
-for price). Then the 4CP totals over the summers and one JSON line with every figure.
+and those with the settled price at or below break-even (curtailment the price does not
+explain: 4CP, grid requests, or on 15-minute prices a reaction to a price known one interval
+late). Then the 4CP totals over the summers and one JSON line with every figure.
 
 Scenarios: ``ercot-flexible-load`` over summers 2022, 2023 and 2024 (hourly day-ahead prices)
 and ``ercot-flexible-load-rt`` (June-December 2024, 15-minute real-time prices). Each summer
@@ -86,9 +87,11 @@ def _at_peaks(result: BacktestResult, name: str, what: str) -> list[float]:
 
 def _hours_curtailed_below_breakeven(result: BacktestResult, name: str) -> float:
     """Hours in which a site mined less than its room (by more than 1 %) although its settled
-    price was at or below break-even: curtailment not explained by the energy price (4CP,
-    grid requests, reserve), scored intervals only. For today's practice these are its 4CP
-    alert hours and conservation requests; for gridshift its 4CP hedge and requests."""
+    price was at or below break-even: curtailment the settled price does not explain (4CP,
+    grid requests, and on 15-minute prices a reaction to a price known one interval late),
+    scored intervals only. For today's practice mostly its 4CP alert hours and conservation
+    requests; for gridshift its 4CP hedge and requests. (Per site; the score's
+    ``hours_curtailed`` is per fleet: the two differ only with several sites.)"""
     act = result.actuals
     room = result.dispatch["always_on"].mining
     mining = result.dispatch[name].mining
@@ -190,7 +193,7 @@ def print_case(row: dict[str, Any]) -> None:
     print(
         f"  hours curtailed: gridshift {row['hours_curtailed']['gridshift']:.0f}, "
         f"today's practice {row['hours_curtailed']['todays_practice']:.0f}; "
-        "of them with the price at or below break-even (4CP, requests): gridshift "
+        "of them with the settled price at or below break-even: gridshift "
         f"{row['hours_curtailed_below_breakeven']['gridshift']:.0f}, today's practice "
         f"{row['hours_curtailed_below_breakeven']['todays_practice']:.0f}"
     )

@@ -9,9 +9,10 @@ mining fleets as a baseline.
 - 4CP: the forecaster's signals (:func:`~streams.backtest.coincident_peak_history.
   peak_signal_schedule`) reach gridshift at their issue time; the oracle gets the realised peaks;
   every strategy pays the realised charge on its import at the realised peak intervals.
-- Today's practice (:func:`todays_practice`): the break-even price threshold, a curtailment
-  15:00-18:00 Central on days ERCOT's day-ahead load forecast exceeds the month-to-date peak
-  (June-September), and its mining offered as reserve at the MCPC: sold day-ahead in the
+- Today's practice (assembled in ``streams.backtest.report._todays_practice`` from the
+  functions here): the break-even price threshold, a curtailment 15:00-18:00 Central on days
+  ERCOT's day-ahead load forecast exceeds the month-to-date peak (June-September), and its
+  mining offered as reserve at the MCPC: sold day-ahead in the
   hours whose day-ahead price is at or below break-even (:func:`todays_practice_day_ahead_plan`)
   and kept running through real-time prices above it (:func:`hold_sold_reserve`), as
   gridshift's sold reserve is.

@@ -448,6 +448,9 @@ def _todays_practice(
             peak_hours=at_offer,
             peak_region=region,
         )
+        # A site whose market has no day-ahead prices at all keeps the rule without a
+        # day-ahead view (all mining it ran counts as offered), not "never sells".
+        plan = np.where(np.isnan(day_ahead).all(axis=1, keepdims=True), mining, plan)
         sold = todays_practice_reserve(fleet, plan, mcpc)
         # The sold MW keep running through real-time prices, but not through the day's own 4CP
         # alert: a peak costs far more than the sale, so the practice curtails and fails it
@@ -490,7 +493,8 @@ def _day_ahead_prices(
         ).values
         for node in {s.price_node for s in fleet.sites}
     }
-    return np.vstack([by_node[s.price_node] for s in fleet.sites])
+    prices = np.vstack([by_node[s.price_node] for s in fleet.sites])
+    return None if np.isnan(prices).all() else prices
 
 
 def _baselines(fleet: Fleet, act: Actuals, lag: int) -> dict[str, Dispatch]:

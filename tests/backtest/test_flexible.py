@@ -14,6 +14,7 @@ import pytest
 from streams.backtest.flexible import (
     hold_sold_reserve,
     mcpc_on_grid,
+    naive_peak_hours,
     published_at,
     read_mcpc,
     reserve_price_schedule,
@@ -23,6 +24,7 @@ from streams.backtest.flexible import (
 from streams.backtest.report import run_backtest, write_report
 from streams.backtest.scenario import load_scenario, scenario_paths
 from streams.engine.fleet import Fleet
+from tests.backtest.own import backtest, own_scenario, own_table, site_toml
 from tests.factories import mining_site
 
 AUGUST = datetime(2023, 8, 7, 5, tzinfo=UTC)
@@ -215,3 +217,76 @@ def test_on_real_time_prices_todays_practice_holds_what_it_sold_day_ahead(data_d
     # The threshold rule would have curtailed all of these intervals.
     assert held_through.sum() >= 1
     assert (result.dispatch["threshold"].mining[held_through] == 0).all()
+    # Hours whose day-ahead price was above break-even are never sold, even where the real-time
+    # price later paid and the practice mined (read from the raw file, not through the project).
+    replay = pd.read_csv(
+        data_dir / "replay" / "ercot_replay_15min_2024-06-01_2024-12-31.csv",
+        usecols=["interval_start_utc", "hb_south_da_spp_usd_mwh"],
+    )
+    replay.index = pd.to_datetime(replay["interval_start_utc"], utc=True)
+    day_ahead = replay["hb_south_da_spp_usd_mwh"].reindex(pd.DatetimeIndex(act.starts))
+    dear = (day_ahead.to_numpy()[None, :] > act.breakeven) & act.scored
+    assert (dear & (practice.mining > 0)).any()
+    assert sold[dear].sum() == 0
+
+
+@pytest.mark.data
+def test_todays_practice_keeps_its_offer_time_alert_hours_unsold(data_dir: Path) -> None:
+    # 2022-07-06: the 4CP alert as knowable at the day-ahead offer fires, the one decided on the
+    # day does not. The practice then mines those hours (no curtailment for 4CP) but never sold
+    # them: it could not know on the day before that the alert would not hold.
+    scenario = load_scenario(scenario_paths()["ercot-flexible-load"])
+    start = datetime(2022, 7, 5, 5, tzinfo=UTC)
+    result = run_backtest(
+        scenario,
+        data_dir,
+        Path("scenarios"),
+        start=start,
+        end=start + timedelta(days=2),
+        show_progress=False,
+    )
+    offer_only = naive_peak_hours(data_dir, at_offer=True) - naive_peak_hours(data_dir)
+    here = np.array([pd.Timestamp(t) in offer_only for t in result.actuals.starts])
+    assert here.sum() >= 1
+    practice = result.dispatch["todays_practice"]
+    sold = sum(practice.reserve.values())
+    assert isinstance(sold, np.ndarray)
+    assert (practice.mining[:, here] > 0).all()
+    assert (sold[:, here] == 0).all()
+    # Elsewhere on those days it sold what it mined.
+    assert sold[:, ~here].sum() > 0
+
+
+def test_a_site_whose_market_has_no_day_ahead_prices_keeps_offering_what_it_runs(
+    tmp_path: Path,
+) -> None:
+    # SYNTHETIC: two markets, one day. ERCOT's table has day-ahead prices (all above the
+    # miners' break-even, so nothing is sold there day-ahead although the real-time price
+    # pays); PJM's has none, so its site keeps the rule without a day-ahead view (all running
+    # mining offered) instead of never selling.
+    own_table(tmp_path, price=20.0, day_ahead_price_usd_per_mwh=900.0)
+    own_table(tmp_path, "pjm.csv", price=20.0)
+    (tmp_path / "mcpc.csv").write_text(
+        "interval_start_utc,dam_mcpc_rrs_usd_per_mw_h\n"
+        + "".join(
+            f"{hour:%Y-%m-%dT%H:%M:%SZ},5.0\n"
+            for hour in pd.date_range("2024-08-18T05:00:00Z", periods=24, freq="h")
+        )
+    )
+    pjm = '\n[[markets]]\nnode = "PJM_DOM"\nregion = "PJM"\nfile = "pjm.csv"\n'
+    reserve = 'reserve_products = ["rrs"]\nreserve_max_mw = 10.0\n'
+    sites = (
+        site_toml()
+        + reserve
+        + "\n"
+        + site_toml(site_id="site-b", price_node="PJM_DOM", carbon_region="PJM")
+        + reserve
+    )
+    top = '[reserves]\nfiles = ["mcpc.csv"]\nregion = "ERCOT"\n'
+    result = backtest(own_scenario(tmp_path, market=pjm, site=sites, top=top))
+    practice = result.dispatch["todays_practice"]
+    sold = practice.reserve["rrs"]
+    scored = result.actuals.scored
+    assert (practice.mining[:, scored] > 0).all()  # both mine: the real-time price pays
+    assert sold[0, scored].sum() == 0  # ERCOT: dear day-ahead, not sold
+    assert (sold[1, scored] == 10.0).all()  # PJM: no day-ahead view, offers what it runs
