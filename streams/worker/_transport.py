@@ -16,14 +16,16 @@ the ack of any message fetched before the loss (it is let go without an offset).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from typing import Any, ClassVar
 
 import aiokafka
 import faust
 from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -35,15 +37,85 @@ from streams.kafka.watch import LogLoss
 
 log = logging.getLogger(__name__)
 
+#: Longest :meth:`_Consumer.forget_log` waits for the new log's start to be committed (it holds
+#: the broker watch's ``ready`` until then).
+COMMIT_RESET_TIMEOUT_S = 10.0
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread (its own event loop runs the aiokafka consumer), with the commits
+    in flight kept so that a lost log can stop them."""
+
     logger = faust_aiokafka.logger  # keep faust's logger name so its verbosity stays tunable
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Commits sent and not answered yet, with their partitions (only the thread's loop
+        #: touches this).
+        self._commits: dict[asyncio.Task[bool], frozenset[TP]] = {}
+        #: Commits stopped because the log they were for was lost meanwhile.
+        self.commits_dropped = 0
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer: aiokafka.AIOKafkaConsumer = super()._create_worker_consumer(transport)
         # aiokafka reads this attribute when start() builds its Fetcher, after construction.
         consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms", 1500)
         return consumer
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """faust's commit (on the thread's loop), as a task :meth:`stop_commits` can end."""
+        task = asyncio.ensure_future(super()._commit(offsets))
+        self._commits[task] = frozenset(offsets)
+        try:
+            # Shielded: only ``stop_commits`` ends the client's retries.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this commit itself is being cancelled (faust stops)
+            # Stopped by a lost log: offsets of that log, rightly never committed.
+            self.commits_dropped += 1
+            log.info(
+                "faust commit dropped: its log was lost",
+                extra={"offsets": {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}},
+            )
+            return False
+        finally:
+            self._commits.pop(task, None)
+
+    async def stop_commits(self, topics: frozenset[str]) -> frozenset[TP]:
+        """End the commits in flight that write to ``topics`` (on the thread's loop); return
+        the partitions they were writing. An attempt already sent is not recalled."""
+        written: set[TP] = set()
+        for task, tps in list(self._commits.items()):
+            if any(tp.topic in topics for tp in tps):
+                written |= tps
+                task.cancel()
+        return frozenset(tp for tp in written if tp.topic in topics)
+
+    async def commit_start(self, tps: Iterable[TP]) -> frozenset[TP]:
+        """Commit offset 0 (a new log's start) over those of ``tps`` assigned here (on the
+        thread's loop); return the partitions committed."""
+        consumer = self._ensure_consumer()
+        assigned = consumer.assignment()
+        offsets = {
+            atp: OffsetAndMetadata(0, "")
+            for atp in (faust_aiokafka.ensure_aiokafka_TP(tp) for tp in tps)
+            if atp in assigned
+        }
+        if offsets:
+            async with asyncio.timeout(COMMIT_RESET_TIMEOUT_S):
+                await consumer.commit(offsets)
+        return frozenset(TP(tp.topic, tp.partition) for tp in offsets)
+
+    async def on_thread(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``work`` on the thread's loop directly (not through faust's method queue, whose
+        few workers a commit retried without end may hold); TimeoutError (and ``work``
+        cancelled) past ``COMMIT_RESET_TIMEOUT_S``, so a stopping thread never holds the broker
+        watch."""
+        future = asyncio.run_coroutine_threadsafe(work, self.thread_loop)
+        async with asyncio.timeout(COMMIT_RESET_TIMEOUT_S):
+            return await asyncio.wrap_future(future)
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -69,10 +141,20 @@ class _Consumer(faust_aiokafka.Consumer):
     # ------------------------------------------------------------------ a lost log
     async def forget_log(self, loss: LogLoss) -> None:
         """The broker lost ``loss.topics`` (their log with them): forget what was read, acked
-        and committed there, and read the new log from its start."""
+        and committed there, and read the new log from its start; stop the commits in flight
+        there, and commit the new log's start over any partition an old offset may have
+        reached."""
         self.log_generation = max(self.log_generation, loss.generation)
         for topic in loss.topics:
             self._lost_in[topic] = loss.generation
+        # Partitions an old-log offset may have reached the new log on: committed before (a
+        # commit that went out while the broker was away lands after its restart) or now.
+        written = {
+            tp
+            for tp, offset in self._committed_offset.items()
+            if tp.topic in loss.topics and offset is not None
+        }
+        written |= await self._stop_commits(loss.topics)
         known = (
             set(self._read_offset) | set(self._committed_offset) | set(self._acked) | set(self._gap)
         )
@@ -87,6 +169,74 @@ class _Consumer(faust_aiokafka.Consumer):
             return
         self._reread.update(assigned)
         await self._seek_to_start(assigned)
+        restart = [tp for tp in assigned if tp in written]
+        if restart:
+            await self._commit_start(restart)
+
+    async def _stop_commits(self, topics: frozenset[str]) -> frozenset[TP]:
+        thread = self._running_thread()
+        if thread is None:
+            return frozenset()
+        try:
+            stopped: frozenset[TP] = await thread.on_thread(thread.stop_commits(topics))
+        except TimeoutError:
+            log.warning("faust commits in flight not stopped: its consumer thread is stuck")
+            return frozenset()
+        return stopped
+
+    async def _commit_start(self, tps: list[TP]) -> None:
+        """The new log's start committed over ``tps``: whatever of the old log reached it is
+        overwritten (the worker has read nothing there yet, so nothing is lost)."""
+        thread = self._running_thread()
+        if thread is None:
+            return
+        try:
+            done = await thread.on_thread(thread.commit_start(tps))
+        except (KafkaError, IllegalStateError, ConsumerNotStarted, TimeoutError) as exc:
+            # A rebalance under way (its assignment reads the group's offsets) or the broker
+            # gone again (its next loss comes here again): said, not fatal.
+            log.warning(
+                "the new log's start not committed over the lost partitions",
+                extra={
+                    "partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in tps),
+                    "error": repr(exc),
+                },
+            )
+            return
+        log.info(
+            "the new log's start committed over the lost partitions",
+            extra={"partitions": sorted(f"{tp.topic}/{tp.partition}" for tp in done)},
+        )
+
+    @property
+    def commits_dropped(self) -> int:
+        """faust commits stopped because their log was lost meanwhile."""
+        thread = getattr(self, "_thread", None)
+        return thread.commits_dropped if isinstance(thread, _ConsumerThread) else 0
+
+    def _running_thread(self) -> _ConsumerThread | None:
+        thread = getattr(self, "_thread", None)
+        if not isinstance(thread, _ConsumerThread) or not thread.thread_loop.is_running():
+            return None
+        return thread
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        generation = self.log_generation
+        try:
+            committed: bool = await super()._commit_offsets(
+                offsets, start_new_transaction=start_new_transaction
+            )
+        finally:
+            if self.log_generation != generation:
+                # Ended after a loss: faust recorded these offsets as committed even if the
+                # commit was stopped; of a lost log, they would hold back the new log's commits
+                # (faust commits only forward).
+                for tp in offsets:
+                    if self._lost_in.get(tp.topic, -1) > generation:
+                        self._committed_offset.pop(tp, None)
+        return committed
 
     def _forget_tp(self, tp: TP) -> None:
         self._gap.pop(tp, None)

@@ -10,6 +10,13 @@ Delivered means more than acknowledged: :func:`deliver` sends only while the bro
 the broker and every topic are there, and counts the send only when a topic listing after the
 acknowledgement still shows its topic with no outage in between (a broker that lost the topic may
 acknowledge records no one can read).
+
+An ack waits for the broker too (:meth:`AckLedger.release` asks the same gate): an offset commit
+sent while the broker is away is retried by the client until it is back, into whatever log it
+finds then, and a broker that kept nothing would take an offset of its lost log into the new one.
+Once the gate admits, the watch has told the ledger of any loss, so what was read from a lost log
+is known and let go; if the broker does not come back in time, nothing is acked: the events go
+back to the ledger for a later round (unacked, they are read again after a restart).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams.kafka.watch import LogLoss
+from streams.kafka.watch import DeliveryUncertainError, LogLoss
 
 #: How long a send waits for the broker and its topics before it fails (and is retried).
 ADMIT_TIMEOUT_S = 30.0
@@ -76,6 +83,12 @@ class AckLedger:
     generation: int = 0
     #: Called with each forgotten ``(stream, event)`` instead of acking it.
     discard: Callable[[Any, Any], None] | None = None
+    #: Waited for before acking (the broker watch); None: ack at once (tests without a broker).
+    gate: Gate | None = None
+    #: Longest :meth:`release` waits for the gate.
+    admit_timeout_s: float = ADMIT_TIMEOUT_S
+    #: Releases that waited for the broker in vain: their events were given back unacked.
+    deferred: int = 0
     _lost_in: dict[str, int] = field(default_factory=dict)  # topic -> generation of its loss
 
     def park(self, stream: Any, event: Any, generation: int | None = None) -> None:
@@ -91,13 +104,25 @@ class AckLedger:
         return taken
 
     def restore(self, taken: list[Parked]) -> None:
-        """Give back events whose round failed, ahead of those parked since."""
+        """Give back events whose round failed (or whose acks could not go out), ahead of those
+        parked since."""
         self.in_flight -= len(taken)
         self.pending[:0] = taken
 
-    async def release(self, taken: list[Parked]) -> None:
+    async def release(self, taken: list[Parked]) -> bool:
         """Ack events whose decisions were delivered (their offsets may now be committed),
-        except those read from a log lost since: their offsets mean nothing in the new one."""
+        except those read from a log lost since: their offsets mean nothing in the new one.
+
+        The acks wait for the gate first (up to ``admit_timeout_s``), and the loss check is made
+        after that wait: a loss found meanwhile was told before the gate admits. False when the
+        gate did not admit in time: nothing was acked and ``taken`` is back in the ledger."""
+        if self.gate is not None and not all(self.read_from_lost_log(p) for p in taken):
+            try:
+                await self.gate.admit(self.admit_timeout_s)
+            except DeliveryUncertainError:
+                self.deferred += 1
+                self.restore(taken)
+                return False
         self.in_flight -= len(taken)
         for parked in taken:
             if self.read_from_lost_log(parked):
@@ -107,6 +132,7 @@ class AckLedger:
                 continue
             await parked.stream.ack(parked.event)
             self.acked += 1
+        return True
 
     async def log_lost(self, loss: LogLoss) -> None:
         """The broker lost these topics' log: what was read there before is never acked."""

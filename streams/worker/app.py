@@ -151,7 +151,7 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         if consumer is not None and hasattr(event, "message"):
             consumer.forget_message(event.message)
 
-    ledger = AckLedger(discard=let_go)
+    ledger = AckLedger(discard=let_go, gate=watch)
     planner = Replanner(
         state,
         publish,

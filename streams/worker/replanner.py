@@ -15,6 +15,12 @@ the producer waits, or a topic was missing) is not dropped: its sites are marked
 inputs go back to the ledger unacked, and the round is retried after a capped exponential
 back-off; the failure is logged and shown by /health until a round succeeds.
 
+A round whose decisions were delivered acks its inputs only once the broker is there
+(:meth:`~streams.worker.acks.AckLedger.release` waits for it): an offset committed while the
+broker is away would land in whatever log it has when it is back. If it does not come back in
+time, the inputs go back to the ledger unacked and the next round, due at once, acks them; /health
+shows the acks waiting (``input acks``) until they go out.
+
 A site that cannot be decided yet (no real-time price for its node, no hashprice) is not silent
 either: the re-planner logs what its sites wait for whenever that changes, and remembers since
 when inputs have gone unanswered, for /health.
@@ -45,6 +51,8 @@ log = logging.getLogger(__name__)
 Publish = Callable[[DispatchDecision], Awaitable[None]]
 #: The part a failing round is reported as (/health, ``gridshift_failures_total``).
 ROUNDS = "decision rounds"
+#: The part reported while delivered rounds' inputs wait for the broker to be acked.
+ACKS = "input acks"
 #: Failures that are the broker's or a topic's, not a bug: logged without a traceback.
 _DELIVERY_ERRORS = (DeliveryUncertainError, KafkaError, FaustError, TimeoutError, OSError)
 
@@ -172,8 +180,12 @@ class Replanner:
                     # Answered, except what came in while the round ran.
                     self.unanswered_since = self._marked_in_round
                 self.note_waiting()
-                if self.ledger:
-                    await self.ledger.release(answered)
+                if self.ledger and not await self._release(self.ledger, answered):
+                    # Given back unacked: the next round (due now) takes them again, after a
+                    # pause (the release already waited for the broker; this only bounds a
+                    # gate that refuses at once).
+                    await asyncio.sleep(self.retry_initial_s)
+                    self._wake.set()
                 if self.decider.compiled_models != models_settled:
                     # A new fleet model lives as long as the worker: out of the collector's way.
                     heap.settle()
@@ -194,6 +206,19 @@ class Replanner:
     async def _deliver(self, decision: DispatchDecision) -> None:
         await self.publish(decision)
         self.decisions_published += 1
+
+    async def _release(self, ledger: AckLedger, answered: list[Parked]) -> bool:
+        """Ack a delivered round's inputs once the broker is there; False: given back."""
+        if await ledger.release(answered):
+            self.faults.ok(ACKS)
+            return True
+        error = "not acked: the broker did not come back in time (the next round acks them)"
+        self.faults.fail(ACKS, error)
+        log.warning(
+            "inputs decided but not acked: the broker is away; they wait for the next round",
+            extra={"inputs": len(answered)},
+        )
+        return False
 
     def _requeue(self, batch: dict[str, Trigger], answered: list[Parked]) -> None:
         """Put a failed round back: its sites dirty (newer triggers win), its inputs unacked."""

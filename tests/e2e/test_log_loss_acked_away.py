@@ -1,14 +1,15 @@
-"""A reading acked while the broker is away: its commit, retried by the client until the broker
-is back, must not land in the new log the restarted broker starts (issue #11, fault 2; the flaky
-failure of test_log_loss's round in flight, where the telemetry group committed 5, an offset of
-the old log, into a new log holding 2 records).
+"""A reading whose round ends while the broker is away: nothing of it may land in the new log
+the restarted broker starts (issue #11, fault 2; the flaky failure of test_log_loss's round in
+flight, where the telemetry group committed 5, an offset of the old log, into a new log holding 2
+records).
 
-A round with nothing to deliver acks its inputs at once, without waiting for the broker: the
-telemetry lane then commits while the broker is away, and aiokafka retries that commit (every
-100 ms, without end) into whatever log it finds when the broker returns. Here the broker stays
-away until that ack has started, so the commit is under way across the loss on every run
-instead of now and then. In CI it went on to a rebalance after the restart: the lane resumed
-at the committed 5 and, committing only forward, never committed the new log's 1 and 2."""
+A round with nothing to deliver used to ack its inputs at once, without waiting for the broker:
+the telemetry lane then committed while the broker was away, and aiokafka retries that commit
+(every 100 ms, without end) into whatever log it finds when the broker returns. In CI it went on
+to a rebalance after the restart: the lane resumed at the committed 5 and, committing only
+forward, never committed the new log's 1 and 2. Now the round's acks wait for the broker watch;
+it admits only after the loss was told, so the reading (of the lost log) is forgotten, never
+acked. Here the broker stays away until the round has taken the reading, on every run."""
 
 from __future__ import annotations
 
@@ -67,19 +68,20 @@ async def test_a_reading_acked_while_the_broker_is_away_is_not_committed_into_it
                 broker.bootstrap, [(readings, b"site-a", as_json(telemetry("site-a", 4)))]
             )
             await until(lambda: ledger.outstanding() == 1, "the reading parked")
-            acked = ledger.acked
+            acked, forgotten = ledger.acked, ledger.forgotten
 
             await asyncio.to_thread(broker.stop)
             await worker.watch.wait_for(up=False, timeout_s=10)
-            # Its round has nothing to deliver, so it acks the reading with the broker away:
-            # the lane's commit of offset 5 is under way, retried by the client.
-            await until(lambda: ledger.outstanding() == 0, "the reading released")
+            # Its round has nothing to deliver; the reading's ack waits for the broker (before
+            # the fix it was acked here, and the lane's commit of offset 5 retried by the client).
+            await until(lambda: not ledger.pending, "the round took the reading")
             await asyncio.to_thread(broker.start)  # same port, nothing kept
             await wait_listed(broker.bootstrap, required_topics(settings))
-            # The loss told (the watch is ready only after), and that ack over: its commit
-            # landed in the new log, or was stopped.
+            # The loss told (the watch is ready only after), and then the round's acks went
+            # out: the reading, of the lost log, was let go unacked.
             await until(worker.watch.ready.is_set, "the watch ready again")
-            await until(lambda: ledger.acked == acked + 1, "the reading's ack over")
+            await until(lambda: ledger.outstanding() == 0, "the reading's round over")
+            assert ledger.forgotten == forgotten + 1 and ledger.acked == acked
             # Nothing of the old log in the new one, which holds no reading yet: the offset a
             # worker joining now (a rebalance) would resume the new log at (5 before the fix,
             # and the lane, resuming there, then never committed below it again).
