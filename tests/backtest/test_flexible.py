@@ -21,13 +21,26 @@ from streams.backtest.flexible import (
     todays_practice_day_ahead_plan,
     todays_practice_reserve,
 )
-from streams.backtest.report import run_backtest, write_report
+from streams.backtest.report import BacktestResult, run_backtest, write_report
 from streams.backtest.scenario import load_scenario, scenario_paths
 from streams.engine.fleet import Fleet
 from tests.backtest.own import backtest, own_scenario, own_table, site_toml
 from tests.factories import mining_site
 
 AUGUST = datetime(2023, 8, 7, 5, tzinfo=UTC)
+
+
+def shipped(name: str, data_dir: Path, start: datetime, days: int) -> BacktestResult:
+    """A shipped scenario backtested over ``days`` from ``start`` (real data)."""
+    path = scenario_paths()[name]
+    return run_backtest(
+        load_scenario(path),
+        data_dir,
+        path.parent,
+        start=start,
+        end=start + timedelta(days=days),
+        show_progress=False,
+    )
 
 
 def test_a_reserve_price_is_known_from_the_day_ahead_publication_only(tmp_path: Path) -> None:
@@ -57,15 +70,8 @@ def test_a_reserve_price_is_known_from_the_day_ahead_publication_only(tmp_path: 
 def test_the_ercot_flexible_load_scenario_prices_4cp_and_reserves(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    scenario = load_scenario(scenario_paths()["ercot-flexible-load"])
-    result = run_backtest(
-        scenario,
-        data_dir,
-        Path("scenarios"),
-        start=AUGUST,
-        end=AUGUST + timedelta(days=7),  # holds the 2023-08-10 4CP interval
-        show_progress=False,
-    )
+    # Holds the 2023-08-10 4CP interval.
+    result = shipped("ercot-flexible-load", data_dir, AUGUST, days=7)
     scores = result.scores
     assert set(scores) == {"gridshift", "todays_practice", "threshold", "always_on", "oracle"}
     # Every strategy pays the realised 4CP charge on its import at the peak.
@@ -104,7 +110,6 @@ def test_todays_practice_offers_the_first_product_the_market_ran() -> None:
 
 @pytest.mark.data
 def test_ecrs_is_absent_before_2023_06_10_and_nothing_is_sold_in_it(data_dir: Path) -> None:
-    scenario = load_scenario(scenario_paths()["ercot-flexible-load"])
     files = [data_dir / "ercot" / "ercot_dam_as_mcpc_hourly_2022_2024.csv"]
     table = read_mcpc(files)
     launch = datetime(2023, 6, 10, 5, tzinfo=UTC)  # ECRS's first operating day, 00:00 CDT
@@ -115,15 +120,7 @@ def test_ecrs_is_absent_before_2023_06_10_and_nothing_is_sold_in_it(data_dir: Pa
     grid = mcpc_on_grid(table, starts)
     assert (grid["ecrs"][:24] == 0).all() and (grid["ecrs"][24:] > 0).all()
     # A 2022 run: gridshift sells RRS only; the ECRS steps are noted as unpriced.
-    july = datetime(2022, 7, 18, 5, tzinfo=UTC)
-    result = run_backtest(
-        scenario,
-        data_dir,
-        Path("scenarios"),
-        start=july,
-        end=july + timedelta(days=2),
-        show_progress=False,
-    )
+    result = shipped("ercot-flexible-load", data_dir, datetime(2022, 7, 18, 5, tzinfo=UTC), days=2)
     reserve = result.dispatch["gridshift"].reserve
     assert float(reserve.get("ecrs", np.zeros(1)).sum()) == 0.0
     assert float(reserve["rrs"].sum()) > 0.0
@@ -196,15 +193,8 @@ def test_on_real_time_prices_todays_practice_holds_what_it_sold_day_ahead(data_d
     # The 2024-08-20 evening: HB_SOUTH real-time prices far above break-even while the
     # day-ahead prices of those hours were not. The practice sold those hours day-ahead, so it
     # keeps the sold MW running (as gridshift keeps its own) instead of curtailing for free.
-    scenario = load_scenario(scenario_paths()["ercot-flexible-load-rt"])
-    start = datetime(2024, 8, 20, 5, tzinfo=UTC)
-    result = run_backtest(
-        scenario,
-        data_dir,
-        Path("scenarios"),
-        start=start,
-        end=start + timedelta(days=1),
-        show_progress=False,
+    result = shipped(
+        "ercot-flexible-load-rt", data_dir, datetime(2024, 8, 20, 5, tzinfo=UTC), days=1
     )
     act = result.actuals
     practice = result.dispatch["todays_practice"]
@@ -235,16 +225,7 @@ def test_todays_practice_keeps_its_offer_time_alert_hours_unsold(data_dir: Path)
     # 2022-07-06: the 4CP alert as knowable at the day-ahead offer fires, the one decided on the
     # day does not. The practice then mines those hours (no curtailment for 4CP) but never sold
     # them: it could not know on the day before that the alert would not hold.
-    scenario = load_scenario(scenario_paths()["ercot-flexible-load"])
-    start = datetime(2022, 7, 5, 5, tzinfo=UTC)
-    result = run_backtest(
-        scenario,
-        data_dir,
-        Path("scenarios"),
-        start=start,
-        end=start + timedelta(days=2),
-        show_progress=False,
-    )
+    result = shipped("ercot-flexible-load", data_dir, datetime(2022, 7, 5, 5, tzinfo=UTC), days=2)
     offer_only = naive_peak_hours(data_dir, at_offer=True) - naive_peak_hours(data_dir)
     here = np.array([pd.Timestamp(t) in offer_only for t in result.actuals.starts])
     assert here.sum() >= 1
