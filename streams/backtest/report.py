@@ -55,7 +55,13 @@ from streams.backtest.flexible import (
 )
 from streams.backtest.history import plural, utc_values
 from streams.backtest.ledger import DataLedger, build_ledger
-from streams.backtest.plots import LABELS, dispatch_figure, emissions_figure, margin_figure
+from streams.backtest.plots import (
+    LABELS,
+    dispatch_figure,
+    emissions_figure,
+    margin_figure,
+    value_figure,
+)
 from streams.backtest.ppa import read_shape, shaped_ppa_mw
 from streams.backtest.run import (
     Actuals,
@@ -577,6 +583,8 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
         _save(margin_figure(result), out_dir / "cumulative_margin.png"),
         _save(emissions_figure(result), out_dir / "emissions.png"),
     ]
+    if result.scenario.coincident_peak is not None or result.scenario.reserves is not None:
+        plots.append(_save(value_figure(result), out_dir / "value_by_strategy.png"))
     sc = result.scenario
     act = result.actuals
     grid = result.scores["gridshift"]

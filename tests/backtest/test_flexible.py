@@ -92,6 +92,9 @@ def test_the_ercot_flexible_load_scenario_prices_4cp_and_reserves(
     report = write_report(result, tmp_path / "report").read_text()
     assert "## Flexible-load value" in report
     assert "today's practice" in report and "4CP charge $" in report
+    # The value breakdown is drawn too (energy, 4CP, reserve per strategy).
+    assert (tmp_path / "report" / "value_by_strategy.png").stat().st_size > 10_000
+    assert "![value_by_strategy](value_by_strategy.png)" in report
 
 
 def test_todays_practice_offers_the_first_product_the_market_ran() -> None:
