@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from optimizer import Horizon
@@ -24,32 +23,10 @@ from streams.worker.acks import AckLedger
 from streams.worker.health import Faults
 from streams.worker.replanner import ACKS, Replanner
 from tests.factories import hashprice, mining_site, price
+from tests.worker.standins import Event, Message, Stream
 
 H4 = Horizon((15, 15, 15, 15))
 WAIT_S = 20.0
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    """Stands in for a faust event: the ledger reads its message's topic."""
-
-    message: Message
-
-
-class Stream:
-    """Stands in for a faust stream: records what the ledger acks."""
-
-    def __init__(self) -> None:
-        self.acked: list[Any] = []
-
-    async def ack(self, event: Any) -> None:
-        self.acked.append(event)
 
 
 def gate() -> BrokerWatch:

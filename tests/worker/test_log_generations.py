@@ -26,27 +26,7 @@ from streams.worker.replanner import Replanner
 from streams.worker.routing import partition_of
 from streams.worker.telemetry import TelemetryLane
 from tests.factories import mining_site, telemetry
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    offset: int
-
-
-@dataclass(frozen=True)
-class Event:
-    """Stands in for a faust event: the ledger reads its message's topic."""
-
-    message: Message
-
-
-class Stream:
-    def __init__(self) -> None:
-        self.acked: list[Any] = []
-
-    async def ack(self, event: Any) -> None:
-        self.acked.append(event)
+from tests.worker.standins import Event, Message, Stream
 
 
 async def test_ledger_never_acks_what_was_read_from_a_lost_log() -> None:
