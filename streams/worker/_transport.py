@@ -20,6 +20,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import aiokafka
@@ -40,6 +41,26 @@ log = logging.getLogger(__name__)
 #: Longest :meth:`_Consumer.forget_log` waits for the new log's start to be committed (it holds
 #: the broker watch's ``ready`` until then).
 COMMIT_RESET_TIMEOUT_S = 10.0
+#: The log generation a faust commit's offsets were worked out in (set by
+#: :meth:`_Consumer._commit_offsets` for the task that commits; read after its producer flush).
+_COMMIT_GENERATION: ContextVar[int | None] = ContextVar("gridshift_commit_generation", default=None)
+
+
+class _StampedOffsets(dict[TP, int]):
+    """Offsets to commit, with the log generation they were worked out in: the consumer thread
+    checks them again against losses told meanwhile (faust hands a commit to its thread after a
+    producer flush that may outlast a broker restart)."""
+
+    def __init__(self, offsets: Mapping[TP, int], generation: int) -> None:
+        super().__init__(offsets)
+        self.generation = generation
+
+
+def _not_lost(
+    offsets: Mapping[TP, int], lost_in: Mapping[str, int], generation: int
+) -> dict[TP, int]:
+    """``offsets`` less those of topics whose log was lost after ``generation``."""
+    return {tp: o for tp, o in offsets.items() if lost_in.get(tp.topic, -1) <= generation}
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -63,7 +84,22 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
-        """faust's commit (on the thread's loop), as a task :meth:`stop_commits` can end."""
+        """faust's commit (on the thread's loop), as a task :meth:`stop_commits` can end; offsets
+        of a log lost since they were worked out are never sent (the hand-off to this thread
+        may come after :meth:`stop_commits` ran here)."""
+        generation = getattr(offsets, "generation", None)
+        lost_in = getattr(self.consumer, "_lost_in", None)
+        if generation is not None and isinstance(lost_in, dict):
+            kept = _not_lost(offsets, lost_in, generation)
+            if len(kept) < len(offsets):
+                self.commits_dropped += 1
+                log.info(
+                    "faust commit of a lost log dropped at hand-off",
+                    extra={"partitions": len(offsets) - len(kept)},
+                )
+            if not kept:
+                return False
+            offsets = kept
         task = asyncio.ensure_future(super()._commit(offsets))
         self._commits[task] = frozenset(offsets)
         try:
@@ -224,19 +260,35 @@ class _Consumer(faust_aiokafka.Consumer):
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
         generation = self.log_generation
+        token = _COMMIT_GENERATION.set(generation)
+        committed = False
         try:
-            committed: bool = await super()._commit_offsets(
+            committed = await super()._commit_offsets(
                 offsets, start_new_transaction=start_new_transaction
             )
         finally:
+            _COMMIT_GENERATION.reset(token)
             if self.log_generation != generation:
-                # Ended after a loss: faust recorded these offsets as committed even if the
-                # commit was stopped; of a lost log, they would hold back the new log's commits
-                # (faust commits only forward).
+                # Ended after a loss: faust recorded these offsets as committed whether or not
+                # they were. Of a lost log they would hold back the new log's commits (faust
+                # commits only forward); of a commit stopped or dropped, the other topics'
+                # offsets were not committed either, so faust must commit them again.
                 for tp in offsets:
-                    if self._lost_in.get(tp.topic, -1) > generation:
+                    if not committed or self._lost_in.get(tp.topic, -1) > generation:
                         self._committed_offset.pop(tp, None)
         return committed
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """faust's hand-off of a commit to its consumer thread, after the producer flush: the
+        offsets of a log lost since they were worked out are dropped here, and the rest go
+        stamped with that generation for the thread to check again."""
+        generation = _COMMIT_GENERATION.get()
+        if generation is None:
+            return bool(await super()._commit(offsets))
+        kept = _not_lost(offsets, self._lost_in, generation)
+        if not kept:
+            return False
+        return bool(await super()._commit(_StampedOffsets(kept, generation)))
 
     def _forget_tp(self, tp: TP) -> None:
         self._gap.pop(tp, None)
