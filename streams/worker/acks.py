@@ -89,6 +89,8 @@ class AckLedger:
     admit_timeout_s: float = ADMIT_TIMEOUT_S
     #: Releases that waited for the broker in vain: their events were given back unacked.
     deferred: int = 0
+    #: Why the last of them waited in vain (the gate's words, e.g. which topics are missing).
+    why_deferred: str = ""
     _lost_in: dict[str, int] = field(default_factory=dict)  # topic -> generation of its loss
 
     def park(self, stream: Any, event: Any, generation: int | None = None) -> None:
@@ -119,8 +121,9 @@ class AckLedger:
         if self.gate is not None and not all(self.read_from_lost_log(p) for p in taken):
             try:
                 await self.gate.admit(self.admit_timeout_s)
-            except DeliveryUncertainError:
+            except DeliveryUncertainError as exc:
                 self.deferred += 1
+                self.why_deferred = str(exc)
                 self.restore(taken)
                 return False
         self.in_flight -= len(taken)

@@ -212,7 +212,7 @@ class Replanner:
         if await ledger.release(answered):
             self.faults.ok(ACKS)
             return True
-        error = "not acked: the broker did not come back in time (the next round acks them)"
+        error = f"inputs not acked ({ledger.why_deferred}); the next round acks them"
         self.faults.fail(ACKS, error)
         log.warning(
             "inputs decided but not acked: the broker is away; they wait for the next round",

@@ -118,6 +118,10 @@ class TelemetryLane:
         await self._consumer.start()
 
     async def stop(self) -> None:
+        # Commits still retrying end with the lane: they would otherwise retry until the event
+        # loop closes, and a commit of this worker's offsets after it stopped is no one's.
+        for task in list(self._commits):
+            task.cancel()
         if self._consumer is not None:
             await self._consumer.stop()
 
@@ -314,6 +318,11 @@ class TelemetryLane:
                 extra={"offsets": {tp.partition: o for tp, o in offsets.items()}},
             )
         except (KafkaError, TimeoutError) as exc:
+            if timeout_s is not None:
+                # A bounded commit (the new log's start after a loss) that did not go out in time
+                # is stopped, not left retrying: landing later, it would move the group back
+                # over records committed since.
+                task.cancel()
             # Not fatal: the offsets stay uncommitted and are read again after a restart (a later
             # commit covers them).
             self.faults.fail(COMMITS, exc)

@@ -139,7 +139,8 @@ async def test_the_replanner_keeps_deciding_while_acks_wait_and_acks_once_the_br
         await until(lambda: len(decisions) == 1, "the first decision")
         await until(lambda: ledger.deferred >= 2, "the acks given back, and tried again")
         assert stream.acked == [] and ledger.outstanding() == 1
-        assert ACKS in faults.failing  # /health: decided, not acked
+        assert ACKS in faults.failing  # /health: decided, not acked, and why
+        assert "not sent" in faults.failing[ACKS].error, faults.failing[ACKS].error
         assert "decision rounds" not in faults.failing  # the round itself did not fail
 
         ledger.park(stream, "price-1")
