@@ -23,9 +23,12 @@ from streams.engine.fleet import Fleet
 from streams.settings import Settings, load_settings
 from streams.worker.app import Worker
 from streams.worker.service import running_worker
-from tests.factories import T0, Q
+from tests.factories import T0, Q, hashprice, price
 
 WAIT_S = 30.0
+
+#: faust's periodic commit, out of the way (``committing_on_demand``): a test commits itself.
+NO_PERIODIC_COMMIT_S = 3600.0
 
 
 def worker_settings(prefix: str, **overrides: Any) -> Settings:
@@ -337,3 +340,17 @@ async def wait_health(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"/health did not match within {timeout_s}s: {status} {body}")
         await asyncio.sleep(POLL_S)  # polling the worker's HTTP state under a deadline
+
+
+async def old_log_decided_and_acked(bootstrap: str, prefix: str, worker: Worker) -> None:
+    """The log a test's broker will lose: a hashprice and prices 0-3 on one partition of the
+    price topic, published as an outside client would, decided and acked by ``worker``."""
+    ledger = worker.planner.ledger
+    assert ledger is not None
+    await produce(
+        bootstrap,
+        [(prefix + "market.hashprice.v1", None, as_json(hashprice()))]
+        + [(prefix + "grid.price.v1", b"HB_SOUTH", as_json(price(k, 20.0 + k))) for k in range(4)],
+    )
+    await find_record(bootstrap, prefix + "dispatch.decision.v1", decision_at(3))
+    await until(lambda: ledger.outstanding() == 0, "the prices acked")

@@ -18,46 +18,31 @@ client is still retrying, and the commit must stop there."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from streams.engine.fleet import Fleet
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.watch import LogLoss
-from streams.settings import Settings
 from streams.worker._transport import started_consumer
-from streams.worker.app import Worker, build_worker, required_topics
+from streams.worker.app import required_topics
 from tests.e2e.harness import (
+    NO_PERIODIC_COMMIT_S,
     as_json,
     committed,
     committed_settles_at_end,
     decision_at,
     find_record,
+    old_log_decided_and_acked,
     produce,
     until,
     wait_listed,
     worker_on,
     worker_settings,
 )
-from tests.factories import hashprice, price
+from tests.factories import price
 
 pytestmark = pytest.mark.e2e
-
-#: faust's periodic commit, out of the way: the test starts each commit itself.
-NO_PERIODIC_COMMIT_S = 3600.0
-
-
-@pytest.fixture
-def committing_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers built with faust's commit timer at an hour (read when its consumer starts)."""
-
-    def build(settings: Settings, fleet: Fleet, connection: Any) -> Worker:
-        worker = build_worker(settings, fleet, connection)
-        worker.app.conf.broker_commit_interval = NO_PERIODIC_COMMIT_S
-        return worker
-
-    monkeypatch.setattr("streams.worker.service.build_worker", build)
 
 
 @pytest.mark.usefixtures("committing_on_demand")
@@ -77,13 +62,7 @@ async def test_a_faust_commit_under_way_across_a_log_loss_does_not_land_in_the_n
             ledger = worker.planner.ledger
             assert ledger is not None
             # The old log: prices 0-3 on one partition, decided and acked, not committed yet.
-            await produce(
-                broker.bootstrap,
-                [(topic_prefix + "market.hashprice.v1", None, as_json(hashprice()))]
-                + [(prices, b"HB_SOUTH", as_json(price(k, 20.0 + k))) for k in range(4)],
-            )
-            await find_record(broker.bootstrap, decisions, decision_at(3))
-            await until(lambda: ledger.outstanding() == 0, "the prices acked")
+            await old_log_decided_and_acked(broker.bootstrap, topic_prefix, worker)
             assert (
                 await asyncio.to_thread(committed, broker.bootstrap, settings.app_id, prices) == {}
             )

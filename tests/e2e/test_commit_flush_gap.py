@@ -8,41 +8,28 @@ decided)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from streams.engine.fleet import Fleet
 from streams.kafka.broker import EmbeddedBroker
-from streams.settings import Settings
 from streams.worker._transport import started_consumer
-from streams.worker.app import Worker, build_worker, required_topics
+from streams.worker.app import required_topics
 from tests.e2e.harness import (
     as_json,
     committed_settles_at_end,
     decision_at,
     find_record,
+    old_log_decided_and_acked,
     produce,
     until,
     wait_listed,
     worker_on,
     worker_settings,
 )
-from tests.factories import hashprice, price
+from tests.factories import price
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def committing_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers built with faust's commit timer at an hour: the test starts the commit itself."""
-
-    def build(settings: Settings, fleet: Fleet, connection: Any) -> Worker:
-        worker = build_worker(settings, fleet, connection)
-        worker.app.conf.broker_commit_interval = 3600.0
-        return worker
-
-    monkeypatch.setattr("streams.worker.service.build_worker", build)
 
 
 @pytest.mark.usefixtures("committing_on_demand")
@@ -60,13 +47,7 @@ async def test_a_commit_handed_over_after_a_log_loss_carries_nothing_of_the_old_
             assert consumer is not None
             ledger = worker.planner.ledger
             assert ledger is not None
-            await produce(
-                broker.bootstrap,
-                [(topic_prefix + "market.hashprice.v1", None, as_json(hashprice()))]
-                + [(prices, b"HB_SOUTH", as_json(price(k, 20.0 + k))) for k in range(4)],
-            )
-            await find_record(broker.bootstrap, decisions, decision_at(3))
-            await until(lambda: ledger.outstanding() == 0, "the prices acked")
+            await old_log_decided_and_acked(broker.bootstrap, topic_prefix, worker)
 
             # The producer's flush held until the loss has been told (a stand-in for a produce
             # pending across the restart; the flush itself is faust's real one).
