@@ -32,7 +32,7 @@ import pandas as pd
 
 from optimizer.value import FloatArray
 from schemas import ReservePriceEvent
-from streams.backtest.coincident_peak_history import naive_flags, summer_frame
+from streams.backtest.coincident_peak_history import naive_flags
 from streams.engine.coincident_peak import CENTRAL
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
@@ -144,13 +144,13 @@ def reserve_revenue_usd(
     return total
 
 
-def naive_peak_hours(data_dir: Path | str | None, *, at_offer: bool = False) -> set[pd.Timestamp]:
+def naive_peak_hours(frame: pd.DataFrame, *, at_offer: bool = False) -> set[pd.Timestamp]:
     """The hour starts (UTC) today's practice curtails for 4CP: 15:00-18:00 Central on June-
     September days when the day-ahead load forecast exceeds the month-to-date actual peak.
 
+    ``frame`` is the forecaster's :func:`summer_frame` (read once, for both alerts);
     ``at_offer``: the alert as it can be known at the day-ahead offer, before the day's reserve
     is sold (``naive_flags(..., at_offer=True)``); else as decided on the day."""
-    frame = summer_frame(data_dir)
     flags = naive_flags(frame, at_offer=at_offer)
     return {pd.Timestamp(t) for t, f in zip(frame["start_utc"], flags, strict=True) if f > 0}
 

@@ -30,6 +30,7 @@ from streams.backtest.coincident_peak_history import (
     read_4cp,
     realised_charge_usd,
     realised_peak_signals,
+    summer_frame,
 )
 from streams.backtest.coverage import CLIPPED, Series, Window, align, known_at, window
 from streams.backtest.emergencies import (
@@ -439,12 +440,12 @@ def _todays_practice(
     does; only the day's own 4CP alert (decided on the day) curtails them. Without them, all
     mining the rule ran counts as offered (the rule then never fails an offer)."""
     threshold = dispatch["threshold"]
-    region = peak_region  # the sites that pay 4CP (None: no 4CP in the scenario)
-    on_the_day = naive_peak_hours(data_dir) if region is not None else set()
-    mining = todays_practice_mining(fleet, act.starts, threshold.mining, on_the_day, region)
+    summer = summer_frame(data_dir) if peak_region is not None else None
+    on_the_day = naive_peak_hours(summer) if summer is not None else set()
+    mining = todays_practice_mining(fleet, act.starts, threshold.mining, on_the_day, peak_region)
     plan = mining
     if day_ahead is not None and mcpc:
-        at_offer = naive_peak_hours(data_dir, at_offer=True) if region is not None else set()
+        at_offer = naive_peak_hours(summer, at_offer=True) if summer is not None else set()
         plan = todays_practice_day_ahead_plan(
             fleet,
             act.starts,
@@ -452,7 +453,7 @@ def _todays_practice(
             day_ahead_price=day_ahead,
             breakeven=act.breakeven,
             peak_hours=at_offer,
-            peak_region=region,
+            peak_region=peak_region,
         )
         # A site whose market has no day-ahead prices at all keeps the rule without a
         # day-ahead view (all mining it ran counts as offered), not "never sells".
@@ -462,7 +463,7 @@ def _todays_practice(
         # alert: a peak costs far more than the sale, so the practice curtails and fails it
         # (scored as not paid: the payment is lost, no further charge, generous to the rule).
         mining = todays_practice_mining(
-            fleet, act.starts, hold_sold_reserve(threshold.mining, sold), on_the_day, region
+            fleet, act.starts, hold_sold_reserve(threshold.mining, sold), on_the_day, peak_region
         )
     sold = todays_practice_reserve(fleet, np.minimum(plan, mining), mcpc or None)
     out = Dispatch(

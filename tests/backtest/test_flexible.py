@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from streams.backtest.coincident_peak_history import summer_frame
 from streams.backtest.flexible import (
     hold_sold_reserve,
     mcpc_on_grid,
@@ -229,7 +230,8 @@ def test_todays_practice_keeps_its_offer_time_alert_hours_unsold(data_dir: Path)
     # day does not. The practice then mines those hours (no curtailment for 4CP) but never sold
     # them: it could not know on the day before that the alert would not hold.
     result = shipped("ercot-flexible-load", data_dir, datetime(2022, 7, 5, 5, tzinfo=UTC), days=2)
-    offer_only = naive_peak_hours(data_dir, at_offer=True) - naive_peak_hours(data_dir)
+    summer = summer_frame(data_dir)
+    offer_only = naive_peak_hours(summer, at_offer=True) - naive_peak_hours(summer)
     here = np.array([pd.Timestamp(t) in offer_only for t in result.actuals.starts])
     assert here.sum() >= 1
     practice = result.dispatch["todays_practice"]
