@@ -1,19 +1,22 @@
 """Benchmark: issue #14's targets on every ERCOT flexible-load scenario.
 
 Runs the backtest (gridshift MPC, today's practice, threshold, always on, perfect-foresight
-oracle) of each scenario and prints, per scenario: every strategy's net value, gridshift's
-share of the oracle's gain over "mining always on", the fleet's demand at the realised 4CP
-peaks against always-on (whole fleet, and mining only: the GPU floor is firm load no strategy
-sheds), and the hours curtailed against today's practice (the 4CP alert rule): all of them,
-and those with the settled price at or below break-even (curtailment the price does not
-explain: 4CP, grid requests, or on 15-minute prices a reaction to a price known one interval
-late). Then the 4CP totals over the summers and one JSON line with every figure.
+oracle, and gridshift with the realised 4CP peaks known at its forecaster's issue time: the
+measured ceiling of a 4CP forecast) of each scenario and prints, per scenario: every
+strategy's net value, gridshift's and the ceiling's share of the oracle's gain over "mining
+always on", the fleet's demand at the realised 4CP peaks against always-on (whole fleet, and
+mining only: the GPU floor is firm load no strategy sheds), and the hours curtailed against
+today's practice (the 4CP alert rule): all of them, and those with the settled price at or
+below break-even (curtailment the price does not explain: 4CP, grid requests, or on 15-minute
+prices a reaction to a price known one interval late). Then the 4CP totals over the summers
+and one JSON line with every figure.
 
 Scenarios: ``ercot-flexible-load`` over summers 2022, 2023 and 2024 (hourly day-ahead prices)
 and ``ercot-flexible-load-rt`` (June-December 2024, 15-minute real-time prices). Each summer
-takes a minute or so; the real-time run several minutes.
+takes about 20 s, the real-time run 2-3 minutes (gridshift, the oracle and the ceiling each).
 
     python bench/flexible.py [--data-dir DIR] [--only summer-2023,rt-2024]
+        [--missed-peaks 2024-06-30T22:30]   # the ceiling without the peaks named
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from streams.backtest.coincident_peak_history import resolve_data_dir
 from streams.backtest.report import BacktestResult, run_backtest
 from streams.backtest.scenario import load_scenario, resolve_scenario
 from streams.errors import GridshiftError
+from streams.windows import utc_bound
 
-STRATEGIES = ("gridshift", "todays_practice", "threshold", "always_on", "oracle")
+STRATEGIES = ("gridshift", "peak_foresight", "todays_practice", "threshold", "always_on", "oracle")
 
 
 @dataclass(frozen=True)
@@ -114,18 +118,31 @@ def _peaks(result: BacktestResult) -> list[datetime]:
 _DATA_DIR: Path | None = None
 
 
-def run_case(case: Case, data_dir: Path | None) -> dict[str, Any]:
+def run_case(
+    case: Case, data_dir: Path | None, missed_peaks: tuple[datetime, ...] = ()
+) -> dict[str, Any]:
     path = resolve_scenario(case.scenario)
     scenario = load_scenario(path)
     clock = time.perf_counter()
     result = run_backtest(
-        scenario, data_dir, path.parent, start=case.start, end=case.end, show_progress=False
+        scenario,
+        data_dir,
+        path.parent,
+        start=case.start,
+        end=case.end,
+        show_progress=False,
+        peak_foresight=True,
+        missed_peaks=[t for t in missed_peaks if case.start <= t < case.end],
     )
+    missed = [f"{t:%Y-%m-%dT%H:%MZ}" for t in result.missed_peaks]
     seconds = time.perf_counter() - clock
     s = result.scores
     net = {n: s[n].net_margin_usd for n in STRATEGIES if n in s}
     gain = net["oracle"] - net["always_on"]
     captured = (net["gridshift"] - net["always_on"]) / gain if gain > 0 else float("nan")
+    # The ceiling of any 4CP forecast issued when gridshift's is (realised peaks at its issue
+    # time, nothing else foreseen): the share of the oracle's gain left to a better forecaster.
+    ceiling = (net["peak_foresight"] - net["always_on"]) / gain if gain > 0 else float("nan")
     peaks = {
         n: {"import": _at_peaks(result, n, "import"), "mining": _at_peaks(result, n, "mining")}
         for n in STRATEGIES
@@ -149,7 +166,9 @@ def run_case(case: Case, data_dir: Path | None) -> dict[str, Any]:
             }
             for n in net
         },
-        "captured": round(captured, 4),
+        "captured": round(captured, 6),
+        "captured_with_peaks_known": round(ceiling, 6),
+        "peaks_missed_by_the_ceiling": missed,
         "beats_practice_usd": round(net["gridshift"] - net["todays_practice"]),
         "peaks_mw": peaks,
         "hours_curtailed": {
@@ -184,9 +203,15 @@ def print_case(row: dict[str, Any]) -> None:
     pk = row["peaks_mw"]
     print(
         f"  captured {row['captured']:.1%} of the oracle's gain over always on; "
-        f"gridshift - today's practice = ${row['beats_practice_usd']:,}"
+        f"gridshift - today's practice = ${row['beats_practice_usd']:,}; with the realised 4CP "
+        f"peaks known at the forecaster's issue time {row['captured_with_peaks_known']:.1%}"
+        + (
+            f" (all but {', '.join(row['peaks_missed_by_the_ceiling'])})"
+            if row["peaks_missed_by_the_ceiling"]
+            else ""
+        )
     )
-    for n in ("gridshift", "todays_practice", "oracle", "always_on"):
+    for n in ("gridshift", "peak_foresight", "todays_practice", "oracle", "always_on"):
         if n in pk:
             imp = " / ".join(f"{v:.1f}" for v in pk[n]["import"])
             print(f"  at peaks {n:<16} import MW {imp}")
@@ -204,7 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--only", default="", help="comma-separated case keys")
+    parser.add_argument(
+        "--missed-peaks",
+        default="",
+        help="comma-separated realised 4CP interval starts (UTC, e.g. 2024-06-30T22:30) the "
+        "peaks-known ceiling is not told of, in the cases whose window holds them",
+    )
     args = parser.parse_args(argv)
+    try:
+        missed = tuple(
+            utc_bound(datetime.fromisoformat(t)) for t in args.missed_peaks.split(",") if t
+        )
+    except ValueError as exc:
+        parser.error(f"--missed-peaks: {exc} (write UTC starts like 2024-06-30T22:30)")
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is None:
         print("no data: pass --data-dir or set GRIDSHIFT_DATA_DIR", file=sys.stderr)
@@ -216,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         if wanted and case.key not in wanted:
             continue
         try:
-            row = run_case(case, data_dir)
+            row = run_case(case, data_dir, missed)
         except GridshiftError as exc:
             print(f"{case.key}: {exc}", file=sys.stderr)
             return 1

@@ -344,6 +344,21 @@ def demo(
     help="Processes running gridshift in chunks side by side, each chunk warmed up by the "
     "horizon plus a day so the result does not depend on the split; default: one per core.",
 )
+@click.option(
+    "--peak-foresight",
+    is_flag=True,
+    help="Also run gridshift with every realised 4CP interval known at the forecaster's issue "
+    "time (the ceiling of any 4CP forecast): splits the gap to the oracle into what the "
+    "forecast costs and what knowing prices is worth. Needs [coincident_peak].",
+)
+@click.option(
+    "--missed-peak",
+    "missed_peaks",
+    multiple=True,
+    type=click.DateTime(WINDOW_FORMATS),
+    help="A realised 4CP interval start (UTC) the --peak-foresight run is not told of, as a "
+    "forecaster that missed it (repeatable): what the other peaks are worth without it.",
+)
 @click.pass_context
 def backtest(
     ctx: click.Context,
@@ -355,6 +370,8 @@ def backtest(
     clip_to_data: bool,
     out: Path | None,
     workers: int | None,
+    peak_foresight: bool,
+    missed_peaks: tuple[datetime, ...],
 ) -> None:
     """Backtest SCENARIO (a file, or a shipped name) against baselines and an oracle.
 
@@ -378,6 +395,8 @@ def backtest(
         end=utc_bound(end),
         clip_to_data=clip_to_data,
         workers=workers or os.cpu_count() or 1,
+        peak_foresight=peak_foresight,
+        missed_peaks=[utc_bound(m) for m in missed_peaks],
     )
     if result.ledger.clipped:
         click.echo(f"gridshift: {result.ledger.clipped}", err=True)

@@ -25,7 +25,7 @@ import bisect
 import itertools
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -595,6 +595,46 @@ def realised_peak_signals(
                 incentive_usd_per_mwh=min(incentive, MAX_INCENTIVE_USD_PER_MWH),
             )
         )
+    return out
+
+
+def realised_peak_schedule(
+    start: datetime,
+    end: datetime,
+    *,
+    data_dir: Path | str | None = None,
+    tariff_usd_per_kw_year: float = TARIFF_2025_USD_PER_KW_YEAR,
+    region: str = REGION,
+    missed: Collection[datetime] = (),
+) -> list[tuple[datetime, GridSignalEvent]]:
+    """A perfect 4CP forecast on the forecaster's clock: each realised interval in
+    [start, end) at probability 1, known at :func:`~streams.engine.coincident_peak.issue_time`
+    of its Central operating day (06:00 Central on the day before) and not before.
+
+    ``missed`` are interval starts (UTC) left out, as a forecaster that missed them would: what
+    the rest is worth without them. Each must be a realised interval in the window.
+
+    gridshift fed this instead of :func:`peak_signal_schedule` is the ceiling of any 4CP
+    forecaster issued when gridshift's is: everything else (prices, reserve sale, emergencies)
+    is still known only when it was. The gap between it and gridshift is what the forecast
+    costs; the gap between it and the oracle is what knowing prices in advance is worth.
+    """
+    realised = realised_peak_signals(
+        start, end, data_dir=data_dir, tariff_usd_per_kw_year=tariff_usd_per_kw_year, region=region
+    )
+    unknown = set(missed) - {event.interval_start for event in realised}
+    if unknown:
+        listed = ", ".join(f"{t:%Y-%m-%dT%H:%MZ}" for t in sorted(unknown))
+        known = ", ".join(f"{e.interval_start:%Y-%m-%dT%H:%MZ}" for e in realised) or "none"
+        raise ValueError(
+            f"not a realised 4CP interval in the window: {listed} (the window's: {known})"
+        )
+    out = [
+        (issue_time(event.interval_start.astimezone(CENTRAL).date()), event)
+        for event in realised
+        if event.interval_start not in missed
+    ]
+    out.sort(key=lambda item: (item[0], item[1].interval_start))
     return out
 
 

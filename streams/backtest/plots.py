@@ -37,6 +37,7 @@ LABELS = {
     "threshold": "price threshold",
     "oracle": "perfect-foresight oracle",
     "todays_practice": "today's practice",
+    "peak_foresight": "gridshift, 4CP known (ceiling)",
 }
 #: One look per strategy in every figure: colour, line style, width, drawing order.
 STYLE: dict[str, dict[str, Any]] = {
@@ -188,7 +189,7 @@ def emissions_figure(result: BacktestResult) -> Figure:
             label="market-based (after PPA and on-site CFE)",
         )
         ax.bar_label(hatched, fmt="{:,.0f}", fontsize=8)
-    ax.set_xticks(x, [LABELS[n] for n in names])
+    ax.set_xticks(x, [result.label(n) for n in names])
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_ylabel("t CO2")
     ax.margins(y=0.15)  # room for the value labels
@@ -198,8 +199,10 @@ def emissions_figure(result: BacktestResult) -> Figure:
 
 
 #: The strategies of a flexible-load value breakdown, gridshift first.
-VALUE_ORDER = ("gridshift", "todays_practice", "threshold", "oracle")
-_PRACTICE_COLOR = "#8e44ad"
+VALUE_ORDER = ("gridshift", "peak_foresight", "todays_practice", "threshold", "oracle")
+#: Colours of the strategies drawn only in the value breakdown (no line style of their own):
+#: the ceiling a lighter shade of gridshift's blue.
+_VALUE_ONLY_COLORS = {"todays_practice": "#8e44ad", "peak_foresight": "#8fb3e8"}
 
 
 def value_figure(result: BacktestResult) -> Figure:
@@ -244,7 +247,7 @@ def value_figure(result: BacktestResult) -> Figure:
             fontsize=8,
         )
     ax.axvline(0.0, color="#555555", linewidth=1.0)
-    ax.set_yticks(y, [LABELS[n] for n in names])
+    ax.set_yticks(y, [result.label(n) for n in names])
     ax.invert_yaxis()  # gridshift on top
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel("$k over mining always on")
@@ -260,7 +263,7 @@ def value_figure(result: BacktestResult) -> Figure:
 
 
 def _color(name: str) -> str:
-    return _PRACTICE_COLOR if name == "todays_practice" else str(STYLE[name]["color"])
+    return _VALUE_ONLY_COLORS.get(name) or str(STYLE[name]["color"])
 
 
 def _line(name: str) -> dict[str, Any]:

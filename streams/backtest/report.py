@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -29,7 +30,7 @@ from streams.backtest.coincident_peak_history import (
     peak_signal_schedule,
     read_4cp,
     realised_charge_usd,
-    realised_peak_signals,
+    realised_peak_schedule,
     summer_frame,
 )
 from streams.backtest.coverage import CLIPPED, Series, Window, align, known_at, window
@@ -54,7 +55,7 @@ from streams.backtest.flexible import (
     todays_practice_mining,
     todays_practice_reserve,
 )
-from streams.backtest.history import plural, utc_values
+from streams.backtest.history import GridHistory, plural, utc_values
 from streams.backtest.ledger import DataLedger, build_ledger
 from streams.backtest.plots import (
     LABELS,
@@ -67,6 +68,7 @@ from streams.backtest.ppa import read_shape, shaped_ppa_mw
 from streams.backtest.run import (
     Actuals,
     Dispatch,
+    Progress,
     Score,
     _facility_import,
     actuals,
@@ -104,6 +106,15 @@ class BacktestResult:
     peaks: list[datetime] = field(default_factory=list)
     #: Requests in the window the events table lists without a time window (no signal made).
     emergencies_left_out: list[str] = field(default_factory=list)
+    #: Realised 4CP interval starts the peak-foresight run was not told of (``missed_peaks``).
+    missed_peaks: list[datetime] = field(default_factory=list)
+
+    def label(self, strategy: str) -> str:
+        """The strategy's name in tables and figures; the peak-foresight run names the peaks
+        it was not told of."""
+        if strategy == "peak_foresight" and self.missed_peaks:
+            return f"gridshift, 4CP known but {_peak_list(self.missed_peaks)}"
+        return LABELS[strategy]
 
     @property
     def notes(self) -> list[str]:
@@ -125,6 +136,8 @@ def run_backtest(
     show_progress: bool = True,
     workers: int = 1,
     decompose: bool = True,
+    peak_foresight: bool = False,
+    missed_peaks: Collection[datetime] = (),
 ) -> BacktestResult:
     """Load the markets, run every strategy over the period and score them.
 
@@ -135,10 +148,25 @@ def run_backtest(
     ``workers`` > 1 runs gridshift in that many chunks side by side, each with a warm-up
     (:mod:`streams.backtest.chunks`); ``decompose`` False solves every round jointly (the
     earlier code path, for comparisons).
+
+    ``peak_foresight`` adds gridshift run again with every realised 4CP interval known at the
+    forecaster's issue time (:func:`realised_peak_schedule`): the ceiling of any 4CP forecast,
+    which splits gridshift's gap to the oracle into what the forecast costs and what knowing
+    prices in advance is worth; ``missed_peaks`` (realised interval starts) are left out of it,
+    as a forecaster that missed them would.
     """
     start, end = start or scenario.start, end or scenario.end
     if end <= start:
         raise GridshiftError("the backtest window is empty: --end must be after --start")
+    if missed_peaks and not peak_foresight:
+        raise GridshiftError(
+            "--missed-peak needs --peak-foresight (the peaks it names are left out of that run)"
+        )
+    if peak_foresight and scenario.coincident_peak is None:
+        raise GridshiftError(
+            f"--peak-foresight needs 4CP in the scenario: {scenario.name} has no "
+            "[coincident_peak] table (see docs/SCENARIOS.md)"
+        )
     fleet = scenario.fleet()
     market = load_markets(scenario, data_dir, scenario_dir)
     nodes = sorted({s.price_node for s in fleet.sites})
@@ -191,45 +219,27 @@ def run_backtest(
         start=period.start,
         end=period.end,
         starts=starts,
+        missed_peaks=missed_peaks,
     )
     cp, rs = scenario.coincident_peak, scenario.reserves
-    dispatch: dict[str, Dispatch] = {}
-    seconds: dict[str, float] = {}
-    with tqdm(
-        total=2 * len(starts),
-        unit="interval",
-        desc=scenario.name,
-        leave=False,
-        disable=None if show_progress else True,
-    ) as bar:
-        clock = time.perf_counter()
-        dispatch["gridshift"] = run_gridshift_chunked(
-            fleet,
-            history,
-            starts,
-            scenario.horizon.build(),
-            lag=lag,
-            workers=workers,
-            carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
-            stale_price_after=watchdog,
-            progress=bar.update,
-            extra=extras.live,
-            decompose=decompose,
-        ).dispatch
-        seconds["gridshift"] = time.perf_counter() - clock
-        _leave_out_restores(act, dispatch["gridshift"])
-        clock = time.perf_counter()
-        dispatch["oracle"] = run_oracle(
+    live = _LiveRun(scenario, fleet, history, starts, lag, workers, watchdog, decompose)
+    runs: dict[str, Callable[..., Dispatch]] = {
+        "gridshift": partial(live, extras.live),
+        "oracle": partial(
+            run_oracle,
             fleet,
             history,
             starts,
             step_minutes,
             carbon_budget_t_per_day=scenario.fleet_carbon_budget_t_per_day,
-            progress=bar.update,
             extra=extras.foresight,
             decompose=decompose,
-        )
-        seconds["oracle"] = time.perf_counter() - clock
+        ),
+    }
+    if peak_foresight:
+        runs["peak_foresight"] = partial(live, extras.peaks_known)
+    dispatch, seconds = _timed(runs, len(starts), scenario.name, show_progress)
+    _leave_out_restores(act, dispatch["gridshift"])
     dispatch.update(_baselines(fleet, act, lag))
     practice_plan: FloatArray | None = None
     if cp is not None or rs is not None or scenario.emergencies is not None:
@@ -281,7 +291,62 @@ def run_backtest(
         event_imports,
         extras.peaks,
         extras.emergencies_left_out,
+        sorted(missed_peaks),
     )
+
+
+def _peak_list(peaks: Iterable[datetime]) -> str:
+    return ", ".join(f"{t:%Y-%m-%d %H:%M}Z" for t in peaks)
+
+
+def _timed(
+    runs: dict[str, Callable[..., Dispatch]], intervals: int, desc: str, show_progress: bool
+) -> tuple[dict[str, Dispatch], dict[str, float]]:
+    """Each planning strategy run in turn under one progress bar; its dispatch and seconds."""
+    dispatch: dict[str, Dispatch] = {}
+    seconds: dict[str, float] = {}
+    with tqdm(
+        total=len(runs) * intervals,
+        unit="interval",
+        desc=desc,
+        leave=False,
+        disable=None if show_progress else True,
+    ) as bar:
+        for name, run in runs.items():
+            clock = time.perf_counter()
+            dispatch[name] = run(progress=bar.update)
+            seconds[name] = time.perf_counter() - clock
+    return dispatch, seconds
+
+
+@dataclass(frozen=True)
+class _LiveRun:
+    """The live decision code over the backtest window, fed a given set of extra events (the
+    4CP forecast for gridshift, the realised peaks at its issue time for the ceiling)."""
+
+    scenario: Scenario
+    fleet: Fleet
+    history: GridHistory
+    starts: list[datetime]
+    lag: int
+    workers: int
+    watchdog: timedelta
+    decompose: bool
+
+    def __call__(self, extra: list[tuple[datetime, BaseModel]], progress: Progress) -> Dispatch:
+        return run_gridshift_chunked(
+            self.fleet,
+            self.history,
+            self.starts,
+            self.scenario.horizon.build(),
+            lag=self.lag,
+            workers=self.workers,
+            carbon_budget_t_per_day=self.scenario.fleet_carbon_budget_t_per_day,
+            stale_price_after=self.watchdog,
+            progress=progress,
+            extra=extra,
+            decompose=self.decompose,
+        ).dispatch
 
 
 @dataclass
@@ -293,6 +358,8 @@ class _Extras:
     foresight: list[BaseModel]
     peaks: list[datetime]
     mcpc: dict[str, FloatArray]
+    #: ``live`` with the 4CP forecast replaced by the realised peaks at its issue time.
+    peaks_known: list[tuple[datetime, BaseModel]] = field(default_factory=list)
     emergencies: list[GridEmergency] = field(default_factory=list)
     #: Requests in the window the events table lists without a time window (no signal made).
     emergencies_left_out: list[str] = field(default_factory=list)
@@ -306,15 +373,18 @@ def flexible_extras(
     start: datetime,
     end: datetime,
     starts: list[datetime],
+    missed_peaks: Collection[datetime] = (),
 ) -> _Extras:
     # What a flexible load earns besides energy: 4CP signals and reserve prices, each with the
     # instant it is known (gridshift), and what really happened (the oracle).
     live: list[tuple[datetime, BaseModel]] = []
     foresight: list[BaseModel] = []
     peaks: list[datetime] = []
+    forecast: list[tuple[datetime, BaseModel]] = []
+    known: list[tuple[datetime, BaseModel]] = []
     cp = scenario.coincident_peak
     if cp is not None:
-        live += peak_signal_schedule(
+        forecast += peak_signal_schedule(
             start,
             end,
             data_dir=data_dir,
@@ -322,13 +392,19 @@ def flexible_extras(
             min_probability=cp.min_probability,
             region=cp.region,
         )
-        foresight += realised_peak_signals(
+        realised = partial(
+            realised_peak_schedule,
             start,
             end,
             data_dir=data_dir,
             tariff_usd_per_kw_year=cp.tariff_usd_per_kw_year,
             region=cp.region,
         )
+        try:
+            known += realised(missed=missed_peaks)
+        except ValueError as exc:
+            raise GridshiftError(f"missed peaks: {exc}") from exc
+        foresight += [event for _, event in realised()]
         table = read_4cp(data_dir)
         inside = table[
             (table["start_utc"] >= pd.Timestamp(start)) & (table["start_utc"] < pd.Timestamp(end))
@@ -355,7 +431,15 @@ def flexible_extras(
         # gridshift hears each request when it was issued; the oracle knows it with its day.
         live += [(e.known, e.signal) for e in emergencies]
         foresight += [e.signal for e in emergencies]
-    return _Extras(live, foresight, peaks, mcpc, emergencies, left_out)
+    return _Extras(
+        live=forecast + live,
+        foresight=foresight,
+        peaks=peaks,
+        mcpc=mcpc,
+        peaks_known=known + live,
+        emergencies=emergencies,
+        emergencies_left_out=left_out,
+    )
 
 
 def _score_extras(
@@ -526,12 +610,12 @@ def _longest_interval(series: Iterable[Series]) -> timedelta:
 
 def summary_rows(result: BacktestResult) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
-    names = ["gridshift", "todays_practice", "threshold", "always_on", "oracle"]
+    names = ["gridshift", "peak_foresight", "todays_practice", "threshold", "always_on", "oracle"]
     for name in [n for n in names if n in result.scores]:
         s = result.scores[name]
         rows.append(
             {
-                "strategy": LABELS[name],
+                "strategy": result.label(name),
                 "net margin $": s.net_margin_usd,
                 "energy margin $": s.energy_margin_usd,
                 "4CP charge $": s.peak_charge_usd,
@@ -672,6 +756,8 @@ def _flexible_lines(result: BacktestResult) -> list[str]:
             "sold MW kept running); the oracle earns "
             f"${result.scores['oracle'].net_margin_usd:,.0f}."
         )
+    if "peak_foresight" in result.scores:
+        lines += ["", _peak_foresight_line(result)]
     if sc.coincident_peak is not None:
         lines += [
             "",
@@ -681,13 +767,44 @@ def _flexible_lines(result: BacktestResult) -> list[str]:
         ]
         for name, s in result.scores.items():
             at = ", ".join(f"{mw:,.1f}" for mw in s.demand_at_peaks_mw) or "no peak in window"
-            lines.append(f"- {LABELS[name]}: {at} (charge ${s.peak_charge_usd:,.0f})")
+            lines.append(f"- {result.label(name)}: {at} (charge ${s.peak_charge_usd:,.0f})")
     if sc.reserves is not None:
         lines += ["", "Reserve revenue (MW held x hours x actual MCPC):", ""]
         lines += [
-            f"- {LABELS[name]}: ${s.reserve_revenue_usd:,.0f}" for name, s in result.scores.items()
+            f"- {result.label(name)}: ${s.reserve_revenue_usd:,.0f}"
+            for name, s in result.scores.items()
         ]
     return lines
+
+
+def _peak_foresight_line(result: BacktestResult) -> str:
+    """gridshift's gap to the oracle split by the ceiling of a 4CP forecast: what the forecast
+    costs (peaks known at its issue time) and what the rest of the oracle's foresight is worth.
+    With peaks left out (``missed_peaks``) there is no such split: it names them instead."""
+    net = {name: s.net_margin_usd for name, s in result.scores.items()}
+    ceiling, grid, oracle = net["peak_foresight"], net["gridshift"], net["oracle"]
+    gain = oracle - net["always_on"]
+    share = (
+        f" ({(ceiling - net['always_on']) / gain:.1%} of the oracle's gain over mining always "
+        f"on, gridshift {(grid - net['always_on']) / gain:.1%})"
+        if gain > 0
+        else ""
+    )
+    told = "every realised 4CP interval"
+    if result.missed_peaks:
+        return (
+            f"With {told} but {_peak_list(result.missed_peaks)} (left out with --missed-peak) "
+            "known at the forecaster's issue time (06:00 Central the day before) and nothing "
+            f"else, the same engine earns ${ceiling:,.0f}{share}, ${oracle - ceiling:,.0f} "
+            "less than the oracle, the missed peaks included."
+        )
+    return (
+        f"With {told} known at the forecaster's issue time (06:00 Central the day before) and "
+        f"nothing else, the same engine earns ${ceiling:,.0f}{share}: of gridshift's "
+        f"${oracle - grid:,.0f} gap to the oracle, ${ceiling - grid:,.0f} is the 4CP forecast's "
+        f"and ${oracle - ceiling:,.0f} the rest of the oracle's foresight (prices, reserve "
+        "prices and grid requests known with their day)."
+    )
 
 
 def _ppa_lines(result: BacktestResult) -> list[str]:
@@ -718,7 +835,7 @@ def _ppa_lines(result: BacktestResult) -> list[str]:
     ]
     for name in [n for n in LABELS if n in result.scores]:
         s = result.scores[name]
-        lines.append(f"| {LABELS[name]} | {s.cfe_score:.1%} | {_fmt(s.emissions_market_t)} |")
+        lines.append(f"| {result.label(name)} | {s.cfe_score:.1%} | {_fmt(s.emissions_market_t)} |")
     return lines
 
 
@@ -744,7 +861,7 @@ def _emergency_lines(result: BacktestResult) -> list[str]:
         "against mining always on). Requests reach gridshift when issued (else at their "
         "start), the oracle with their day; today's practice curtails all mining in each.",
         "",
-        "| request | " + " | ".join(LABELS[n] for n in names) + " |",
+        "| request | " + " | ".join(result.label(n) for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
     by_label = {n: {e.label: e for e in result.event_imports[n]} for n in names}

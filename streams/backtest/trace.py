@@ -130,7 +130,7 @@ def write_summary(result: BacktestResult, out_dir: Path) -> Path:
     for name in [n for n in LABELS if n in result.scores]:
         s = result.scores[name]
         strategies[name] = {
-            "label": LABELS[name],
+            "label": result.label(name),
             "net_margin_usd": float(s.net_margin_usd),
             "energy_margin_usd": float(s.energy_margin_usd),
             "peak_charge_usd": float(s.peak_charge_usd),

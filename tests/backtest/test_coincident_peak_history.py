@@ -28,6 +28,7 @@ from streams.backtest.coincident_peak_history import (
     read_4cp,
     read_hourly_load,
     realised_charge_usd,
+    realised_peak_schedule,
     realised_peak_signals,
     realised_peaks,
     reliability,
@@ -227,6 +228,31 @@ def test_the_oracle_knows_each_realised_peak_at_full_charge(data_dir: Path) -> N
         assert s.interval_end - s.interval_start == timedelta(minutes=15)
         # Over its 15 minutes the signal carries the whole $17,125 per MW.
         assert s.incentive_usd_per_mwh * 0.25 == pytest.approx(17_125.0)
+
+
+@pytest.mark.data
+def test_the_ceiling_knows_each_realised_peak_at_the_forecasters_issue_time(
+    data_dir: Path,
+) -> None:
+    start, end = datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 10, 1, tzinfo=UTC)
+    schedule = realised_peak_schedule(start, end, data_dir=data_dir)
+    assert [event for _, event in schedule] == realised_peak_signals(start, end, data_dir=data_dir)
+    # 06:00 CDT (11:00 UTC) on the Central day before each peak: the Sunday peak of
+    # 2024-06-30 17:30 CDT is known on Saturday morning, not before, not on the day.
+    assert [known for known, _ in schedule] == [
+        datetime(2024, 6, 29, 11, tzinfo=UTC),
+        datetime(2024, 6, 30, 11, tzinfo=UTC),
+        datetime(2024, 8, 19, 11, tzinfo=UTC),
+        datetime(2024, 9, 19, 11, tzinfo=UTC),
+    ]
+    # A peak a forecaster missed is left out; a time that is no realised peak is refused.
+    sunday = datetime(2024, 6, 30, 22, 30, tzinfo=UTC)
+    missed = realised_peak_schedule(start, end, data_dir=data_dir, missed=[sunday])
+    assert [event for _, event in missed] == [event for _, event in schedule[1:]]
+    with pytest.raises(ValueError, match=r"2024-06-30T22:00Z \(the window's: 2024-06-30T22:30Z"):
+        realised_peak_schedule(
+            start, end, data_dir=data_dir, missed=[datetime(2024, 6, 30, 22, tzinfo=UTC)]
+        )
 
 
 def test_realised_charge_reads_the_import_at_each_peak() -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from streams.backtest.coincident_peak_history import summer_frame
 from streams.backtest.flexible import (
@@ -22,9 +24,17 @@ from streams.backtest.flexible import (
     todays_practice_day_ahead_plan,
     todays_practice_reserve,
 )
-from streams.backtest.report import BacktestResult, run_backtest, write_report
+from streams.backtest.report import (
+    BacktestResult,
+    markdown_table,
+    run_backtest,
+    summary_rows,
+    write_report,
+)
 from streams.backtest.scenario import load_scenario, scenario_paths
+from streams.cli import cli
 from streams.engine.fleet import Fleet
+from streams.errors import GridshiftError
 from tests.backtest.own import backtest, own_scenario, own_table, site_toml
 from tests.factories import mining_site
 
@@ -155,6 +165,78 @@ def test_the_real_time_scenario_sheds_the_july_2024_peak(data_dir: Path) -> None
     assert scores["gridshift"].demand_at_peaks_mw[1] < 30.0
     assert scores["always_on"].demand_at_peaks_mw[1] > 100.0
     assert scores["gridshift"].reserve_revenue_usd > 0
+
+
+@pytest.mark.data
+def test_the_peak_foresight_ceiling_knows_the_peaks_at_the_forecasters_issue_time(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # 2024-06-30 17:30 CDT (a Sunday) and 2024-07-01 16:45 CDT. Known at the forecaster's
+    # issue time (06:00 Central the day before), the same engine sheds both and keeps the
+    # reserve it sells for those afternoons out of their way; told of July 1 only, it runs
+    # through the Sunday. gridshift and the oracle are not touched by the extra run.
+    path = scenario_paths()["ercot-flexible-load"]
+    start = datetime(2024, 6, 28, 5, tzinfo=UTC)
+
+    def run(**kwargs: Any) -> BacktestResult:
+        return run_backtest(
+            load_scenario(path),
+            data_dir,
+            path.parent,
+            start=start,
+            end=start + timedelta(days=4),
+            show_progress=False,
+            **kwargs,
+        )
+
+    result, plain = run(peak_foresight=True), run()
+    scores = result.scores
+    ceiling = scores["peak_foresight"]
+    assert ceiling.demand_at_peaks_mw[0] < 30.0 and ceiling.demand_at_peaks_mw[1] < 30.0
+    assert ceiling.reserve_revenue_usd > 0  # reserve prices reach it as they reach gridshift
+    net = {name: s.net_margin_usd for name, s in scores.items()}
+    assert net["oracle"] >= net["peak_foresight"] > net["gridshift"]
+    assert ceiling.hours_curtailed < scores["gridshift"].hours_curtailed
+    for name in ("gridshift", "oracle", "todays_practice"):
+        assert plain.scores[name].net_margin_usd == scores[name].net_margin_usd
+    report = write_report(result, tmp_path / "report").read_text()
+    gap, forecast = net["oracle"] - net["gridshift"], net["peak_foresight"] - net["gridshift"]
+    assert (
+        f"of gridshift's ${gap:,.0f} gap to the oracle, ${forecast:,.0f} is the 4CP forecast's "
+        f"and ${net['oracle'] - net['peak_foresight']:,.0f} the rest of the oracle's foresight"
+    ) in report
+    assert "| gridshift, 4CP known (ceiling) |" in report
+    missed = run(peak_foresight=True, missed_peaks=[datetime(2024, 6, 30, 22, 30, tzinfo=UTC)])
+    left = missed.scores["peak_foresight"]
+    assert left.demand_at_peaks_mw[0] > 100.0 > 30.0 > left.demand_at_peaks_mw[1]
+    assert "| gridshift, 4CP known but 2024-06-30 22:30Z |" in markdown_table(summary_rows(missed))
+
+
+def test_missed_peaks_need_the_peak_foresight_run(tmp_path: Path) -> None:
+    own_table(tmp_path)
+    with pytest.raises(GridshiftError, match="--missed-peak needs --peak-foresight"):
+        backtest(own_scenario(tmp_path), missed_peaks=[datetime(2024, 8, 18, 21, tzinfo=UTC)])
+
+
+def test_peak_foresight_needs_4cp_in_the_scenario(tmp_path: Path) -> None:
+    own_table(tmp_path)
+    with pytest.raises(GridshiftError, match=r"needs 4CP in the scenario: own has no"):
+        backtest(own_scenario(tmp_path), peak_foresight=True)
+
+
+def test_the_cli_passes_peak_foresight_and_missed_peaks_through(tmp_path: Path) -> None:
+    # SYNTHETIC table, no 4CP: the flags reach run_backtest, whose errors the CLI shows in one line.
+    own_table(tmp_path)
+    scenario = str(own_scenario(tmp_path))
+    runner = CliRunner()
+    out = runner.invoke(cli, ["backtest", scenario, "--peak-foresight", "--workers", "1"])
+    assert isinstance(out.exception, GridshiftError)
+    assert "needs 4CP in the scenario" in str(out.exception)
+    out = runner.invoke(
+        cli, ["backtest", scenario, "--missed-peak", "2024-08-18T21:00", "--workers", "1"]
+    )
+    assert isinstance(out.exception, GridshiftError)
+    assert str(out.exception).startswith("--missed-peak needs --peak-foresight")
 
 
 def test_todays_practice_sells_reserve_day_ahead_and_keeps_it_through_real_time_spikes() -> None:
