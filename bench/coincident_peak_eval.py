@@ -2,10 +2,11 @@
 labels (2019, 2020, 2022, 2023, 2024), out of sample, beside the naive rule "flag 15:00-18:00
 Central when the day-ahead forecast exceeds the month-to-date peak".
 
-The model is the one used (``fit_calibrated``: the penalised fit recalibrated on the training
-summers' own leave-one-out predictions), issued at 06:00 Central the day before. Two protocols:
-leave one summer out (fit on the other four) and earlier summers only (fit on the summers
-before; 2022-2024); then leave one out without the recalibration, for comparison. Per
+The model is the one used (``fit_calibrated``: the Jeffreys-prior fit recalibrated on the
+training summers' own leave-one-out predictions), issued at 06:00 Central the day before. Two
+protocols: leave one summer out (fit on the other four) and earlier summers only (fit on the
+summers before; 2022-2024); then leave one out without the recalibration, and the fit used
+before (L2 weight 1, no Jeffreys prior, recalibrated), for comparison. Per
 summer: Brier score and log loss against the climatology (the training base rate), the
 expected number of peaks (sum of probabilities, 4 if calibrated), peaks caught / hours flagged
 at a few thresholds, the naive rule, and the model's top hours at the naive rule's budget.
@@ -75,17 +76,23 @@ def table(scores: list[SummerScore]) -> None:
     print(" N = the naive rule's hours flagged)")
 
 
-def shedding(frame: pd.DataFrame, margin: float) -> dict[str, Any]:
+def shedding(
+    frame: pd.DataFrame, margin: float, *, l2: float = 0.0, jeffreys: bool = True, title: str = ""
+) -> dict[str, Any]:
     """1 MW of flexible load shed for whole flagged hours, per summer (leave one summer out).
 
     The optimizer sheds where p x $/MW per peak exceeds the margin, i.e. at p >= margin /
     charge; cost = hours shed x margin + peaks missed x charge. The naive rule is costed alike.
+    ``l2`` and ``jeffreys`` choose the fit (the model used by default).
     """
     charge = charge_usd_per_mw_per_peak(TARIFF_2025_USD_PER_KW_YEAR)
     threshold = margin / charge
-    scores = evaluate(frame, "leave_one_out", thresholds=(threshold,))
+    scores = evaluate(frame, "leave_one_out", thresholds=(threshold,), l2=l2, jeffreys=jeffreys)
     rows = []
-    print(f"\n== shedding 1 MW at a ${margin:g}/MWh margin: model sheds at p >= {threshold:.4f} ==")
+    print(
+        f"\n== shedding 1 MW at a ${margin:g}/MWh margin{title}: model sheds at "
+        f"p >= {threshold:.4f} =="
+    )
     print(
         f"{'summer':>6} {'model c/n':>10} {'cost $':>9} "
         f"{'naive c/n':>10} {'cost $':>9} {'never $':>9}"
@@ -156,6 +163,17 @@ def main() -> int:
         )
     figures["reliability"] = [asdict(b) for b in bins]
     figures["shedding"] = shedding(frame, args.margin_usd_per_mwh)
+    # The fit used before the Jeffreys prior (ridge weight 1, recalibrated), side by side.
+    ridge = evaluate(frame, "leave_one_out", l2=1.0, jeffreys=False)
+    print("\n== leave_one_out, the previous fit (L2 weight 1, no Jeffreys prior), recalibrated ==")
+    table(ridge)
+    figures["leave_one_out_previous_fit"] = [asdict(s) for s in ridge]
+    figures["reliability_previous_fit"] = [
+        asdict(b) for b in reliability(frame, l2=1.0, jeffreys=False)
+    ]
+    figures["shedding_previous_fit"] = shedding(
+        frame, args.margin_usd_per_mwh, l2=1.0, jeffreys=False, title=", the previous fit"
+    )
     model = fit_calibrated(frame, labelled_years(frame))
     print("\n== fitted on", model.trained_on, "==")
     print(f"intercept {model.intercept:+.6f}")

@@ -234,12 +234,28 @@ def features_matrix(frame: pd.DataFrame) -> FloatArray:
     return matrix
 
 
-def fit_model(frame: pd.DataFrame, years: Sequence[int], l2: float = 1.0) -> CoincidentPeakModel:
-    """Penalised logistic regression on the given summers' hours.
+#: The one coefficient whose sign the physics fixes: the farther an hour from 16:30 Central,
+#: the less likely it holds the peak (all 112 intervals of 1996-2024 started 14:00-17:59). The
+#: Firth fit with it free turned it positive once ``day_shape`` had placed the hour, and flagged
+#: midnight hours of days with a flat forecast.
+_NON_POSITIVE = ("hour_offset_sq",)
 
-    Features are standardised for the fit so one L2 weight ``l2`` (on the summed log loss,
-    intercept unpenalised) shrinks each alike; with ~4 peaks per summer a mild penalty keeps
-    the coefficients finite and stable. The result is mapped back to raw units.
+
+def fit_model(
+    frame: pd.DataFrame, years: Sequence[int], l2: float = 0.0, *, jeffreys: bool = True
+) -> CoincidentPeakModel:
+    """Logistic regression on the given summers' hours, with Firth's penalty (Jeffreys prior).
+
+    About four peaks a summer in ~2,900 hours, and none yet on a weekend or holiday: the
+    ``non_workday`` class is separated (maximum likelihood drives its odds to zero) and every
+    coefficient is biased away from zero. Firth's penalty, + 1/2 log det of the Fisher
+    information, is the standard remedy for both (Firth 1993; Heinze and Schemper 2002): it keeps
+    the estimates finite without choosing a penalty weight, and a class with no event yet keeps
+    a probability of the order of the rule of succession instead of one the penalty weight
+    decides. ``hour_offset_sq`` is held at or below zero (:data:`_NON_POSITIVE`). ``l2`` (on
+    standardised features, intercept free) adds a ridge penalty; ``jeffreys`` False with
+    ``l2`` = 1 is the fit used before (docs/COINCIDENT_PEAK.md). Features are standardised for
+    the fit; the result is mapped back to raw units.
     """
     rows = frame[frame["year"].isin(years)]
     x, y = features_matrix(rows), rows["y"].to_numpy(dtype=float)
@@ -251,13 +267,26 @@ def fit_model(frame: pd.DataFrame, years: Sequence[int], l2: float = 1.0) -> Coi
 
     def loss(w: FloatArray) -> tuple[float, FloatArray]:
         eta = z @ w
-        penalty = 0.5 * l2 * float(w[1:] @ w[1:])
-        value = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) + penalty
-        grad = z.T @ (_sigmoid(eta) - y)
+        p = _sigmoid(eta)
+        value = float(np.sum(np.logaddexp(0.0, eta) - y * eta)) + 0.5 * l2 * float(w[1:] @ w[1:])
+        residual = y - p
+        if jeffreys:
+            weight = p * (1.0 - p)
+            information = (z * weight[:, None]).T @ z
+            _, log_det = np.linalg.slogdet(information)
+            # The hat values h_i of the weighted design give the penalty's gradient:
+            # d/dw 1/2 log det I(w) = z' (h * (1/2 - p)).
+            hat = np.einsum("ij,jk,ik->i", z, np.linalg.inv(information), z) * weight
+            value -= 0.5 * float(log_det)
+            residual = residual + hat * (0.5 - p)
+        grad = -(z.T @ residual)
         grad[1:] += l2 * w[1:]
         return value, grad
 
-    result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B")
+    bounds: list[tuple[float | None, float | None]] = [(None, None)] * z.shape[1]
+    for name in _NON_POSITIVE:
+        bounds[1 + FEATURE_NAMES.index(name)] = (None, 0.0)
+    result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
     if not result.success:
         raise RuntimeError(f"logistic fit did not converge: {result.message}")
     w = np.asarray(result.x, dtype=float)
@@ -268,29 +297,30 @@ def fit_model(frame: pd.DataFrame, years: Sequence[int], l2: float = 1.0) -> Coi
         weights=tuple(float(v) for v in weights),
         trained_on=tuple(sorted(int(v) for v in years)),
         l2=l2,
+        jeffreys=jeffreys,
     )
 
 
 def fit_calibrated(
-    frame: pd.DataFrame, years: Sequence[int], l2: float = 1.0
+    frame: pd.DataFrame, years: Sequence[int], l2: float = 0.0, *, jeffreys: bool = True
 ) -> CoincidentPeakModel:
     """:func:`fit_model`, then recalibrated on the training summers only.
 
-    The L2 penalty that keeps a fit on ~4 peaks a summer finite also shrinks its logits toward
-    the base rate: out of sample the top probabilities come out too low and the bottom ones too
-    high (docs/COINCIDENT_PEAK.md, reliability). The fix is a logistic recalibration
+    A penalised fit on ~4 peaks a summer is mis-scaled out of sample (the L2 fit used before
+    shrank its logits toward the base rate; the Jeffreys-prior fit is a little over-confident:
+    docs/COINCIDENT_PEAK.md, reliability). The fix is a logistic recalibration
     p' = sigmoid(a + b x logit(p)) with (a, b) fitted by maximum likelihood on the *out-of-
     sample* predictions of the training summers (each predicted by a fit on the other training
     summers), so the summer scored never enters. It is linear in the logit, so the result is
     again a :class:`CoincidentPeakModel` (coefficients x b, intercept a + b x intercept). With
     fewer than two training summers there is nothing to hold out: the plain fit is returned.
     """
-    base = fit_model(frame, years, l2=l2)
+    base = fit_model(frame, years, l2=l2, jeffreys=jeffreys)
     if len(years) < 2:
         return base
     logits, labels = [], []
     for held in years:
-        inner = fit_model(frame, [y for y in years if y != held], l2=l2)
+        inner = fit_model(frame, [y for y in years if y != held], l2=l2, jeffreys=jeffreys)
         rows = frame[frame["year"] == held]
         logits.append(_logit(predict(inner, rows)))
         labels.append(rows["y"].to_numpy(dtype=float))
@@ -310,6 +340,7 @@ def fit_calibrated(
         weights=tuple(b * w for w in base.weights),
         trained_on=base.trained_on,
         l2=l2,
+        jeffreys=jeffreys,
         calibration=(a, b),
     )
 
@@ -429,15 +460,17 @@ def evaluate(
     frame: pd.DataFrame,
     protocol: Protocol = "leave_one_out",
     thresholds: Sequence[float] = THRESHOLDS,
-    l2: float = 1.0,
+    l2: float = 0.0,
     calibrate: bool = True,
+    *,
+    jeffreys: bool = True,
 ) -> list[SummerScore]:
     """Score every labelled summer out of sample.
 
     ``leave_one_out``: each summer by a model fitted on all the others. ``earlier``: each
     summer by a model fitted only on the summers before it (at least two of them), the way it
     would have run live. ``calibrate``: the model is :func:`fit_calibrated` (the one used),
-    else the plain penalised fit.
+    else the plain penalised fit; ``l2`` and ``jeffreys`` as in :func:`fit_model`.
     """
     fit = fit_calibrated if calibrate else fit_model
     years = labelled_years(frame)
@@ -449,7 +482,7 @@ def evaluate(
             train = [y for y in years if y < year]
             if len(train) < 2:
                 continue
-        model = fit(frame, train, l2=l2)
+        model = fit(frame, train, l2=l2, jeffreys=jeffreys)
         scores.append(score_summer(frame, model, year, protocol, thresholds))
     return scores
 
@@ -467,8 +500,10 @@ class ReliabilityBin:
 def reliability(
     frame: pd.DataFrame,
     edges: Sequence[float] = (0.0, 0.001, 0.005, 0.02, 0.1, 1.0),
-    l2: float = 1.0,
+    l2: float = 0.0,
     calibrate: bool = True,
+    *,
+    jeffreys: bool = True,
 ) -> list[ReliabilityBin]:
     """Calibration table of the leave-one-summer-out probabilities, pooled over summers
     (``calibrate`` as in :func:`evaluate`)."""
@@ -476,7 +511,7 @@ def reliability(
     years = labelled_years(frame)
     parts = []
     for year in years:
-        model = fit(frame, [y for y in years if y != year], l2=l2)
+        model = fit(frame, [y for y in years if y != year], l2=l2, jeffreys=jeffreys)
         test = frame[frame["year"] == year]
         parts.append(pd.DataFrame({"p": predict(model, test), "y": test["y"].to_numpy()}))
     pooled = pd.concat(parts, ignore_index=True)

@@ -89,15 +89,17 @@ class CoincidentPeakModel:
     """A logistic regression in raw feature units: p = 1 / (1 + exp(-(intercept + w . x))).
 
     ``trained_on`` lists the summers whose 4CP labels fitted it, so a backtest can check that
-    it never scores a summer the model has seen. ``calibration`` records the recalibration
-    (a, b) already folded into the coefficients: p = sigmoid(a + b x the penalised fit's
-    logit); (0, 1) when none.
+    it never scores a summer the model has seen. ``l2`` and ``jeffreys`` record the fit's
+    penalties (ridge weight on standardised features; Firth's Jeffreys-prior penalty).
+    ``calibration`` records the recalibration (a, b) already folded into the coefficients:
+    p = sigmoid(a + b x the penalised fit's logit); (0, 1) when none.
     """
 
     intercept: float
     weights: tuple[float, ...]
     trained_on: tuple[int, ...] = ()
-    l2: float = 1.0
+    l2: float = 0.0
+    jeffreys: bool = True
     calibration: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
@@ -118,21 +120,21 @@ class CoincidentPeakModel:
 
 
 #: Fitted on every summer with both load data and 4CP labels (2019, 2020, 2022, 2023, 2024;
-#: ERCOT's 2021 list is missing from the source) and recalibrated on their leave-one-summer-out
-#: predictions, by ``streams.backtest.coincident_peak_history.fit_calibrated``; a data test
-#: refits and compares. Use it live; a backtest must use a model that excludes the summer it
-#: scores.
+#: ERCOT's 2021 list is missing from the source) with Firth's penalty, and recalibrated on their
+#: leave-one-summer-out predictions, by
+#: ``streams.backtest.coincident_peak_history.fit_calibrated``; a data test refits and
+#: compares. Use it live; a backtest must use a model that excludes the summer it scores.
 FITTED = CoincidentPeakModel(
-    intercept=-2.8985401189591906,
+    intercept=-2.599410781372907,
     weights=(
-        34.49083020709974,  # forecast_excess: +1 % above the month's peak so far, x1.41 odds
-        21.833237902410573,  # day_shape: the day's forecast peak hour is the likely one
-        -0.011892180447618065,  # hour_offset_sq: weak once day_shape has placed the hour
-        -2.193857363555648,  # non_workday: a ninth of the odds on weekends and holidays
-        -2.2173652315317387,  # month_left: days still to come can beat today
+        22.60126385722122,  # forecast_excess: +1 % above the month's peak so far, x1.25 odds
+        103.70230781992406,  # day_shape: the day's forecast peak hour is the likely one
+        -0.46055854620508324,  # hour_offset_sq: an hour from 16:30, x0.63; three, x0.016
+        -0.8934072386966366,  # non_workday: x0.41 on weekends and holidays (one peak in 2024)
+        -1.5554474737488895,  # month_left: days still to come can beat today
     ),
     trained_on=(2019, 2020, 2022, 2023, 2024),
-    calibration=(2.782514256666759, 1.6325022060241823),
+    calibration=(-0.776980238812863, 0.8332026184039416),
 )
 
 

@@ -123,9 +123,11 @@ def test_fitted_coefficients_have_the_expected_signs_and_are_frozen() -> None:
     w = dict(zip(FEATURE_NAMES, FITTED.weights, strict=True))
     assert w["forecast_excess"] > 0 and w["day_shape"] > 0
     assert w["hour_offset_sq"] < 0 and w["non_workday"] < 0 and w["month_left"] < 0
-    # Recalibrated: the penalised fit's logits were stretched (slope > 1), not shrunk.
+    # Fitted with Firth's penalty and recalibrated: the over-confident fit's logits were
+    # flattened (slope < 1), and the record says so.
     _, b = FITTED.calibration
-    assert b > 1.0
+    assert 0.0 < b < 1.0
+    assert FITTED.jeffreys and FITTED.l2 == 0.0
     with pytest.raises(FrozenInstanceError):
         FITTED.intercept = 0.0  # type: ignore[misc]
 
