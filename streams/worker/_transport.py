@@ -12,6 +12,16 @@ offset into the new log, and the group would resume past records the new log hol
 :meth:`_Consumer.forget_log` (called by the broker watch, before deliveries resume) clears that
 bookkeeping for the lost topics, seeks them to the start of the new log, and from then on ignores
 the ack of any message fetched before the loss (it is let go without an offset).
+
+Stopping never waits on a broker that is gone. faust's stop commits the acked offsets (twice:
+the app's last ``wait_empty``, then the consumer's own stop), flushes the producer and stops its
+clients, and aiokafka retries each of those for as long as the broker is away: a commit without
+end (``GroupCoordinator.commit_offsets`` retries while no coordinator answers), a flush until
+the producer's request timeout (faust: 20 min), and the consumer thread's shutdown until mode's
+``ServiceThread.shutdown_timeout`` (60 s; see ``streams/worker/_client_stop.py`` for why it got
+there). Once the app is stopping, each is bounded here (``STOP_COMMIT_TIMEOUT_S``,
+``STOP_FLUSH_TIMEOUT_S``, ``CLIENT_STOP_TIMEOUT_S``); what could not be committed is said in one
+log line, and is read again at the next start (at-least-once).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from mode.utils.futures import notify
 
 from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import LogLoss
+from streams.worker._client_stop import CLIENT_STOP_TIMEOUT_S, stop_consumer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,14 @@ COMMIT_RESET_TIMEOUT_S = 10.0
 #: The log generation a faust commit's offsets were worked out in (set by
 #: :meth:`_Consumer._commit_offsets` for the task that commits; read after its producer flush).
 _COMMIT_GENERATION: ContextVar[int | None] = ContextVar("gridshift_commit_generation", default=None)
+#: Longest a stopping worker waits for its last commit of faust's offsets (milliseconds with a
+#: live broker; past it the broker is taken as gone and the offsets are left uncommitted).
+STOP_COMMIT_TIMEOUT_S = 3.0
+#: Longest a stopping worker waits for the producer to deliver what it still holds.
+STOP_FLUSH_TIMEOUT_S = 3.0
+#: Longest the worker waits for faust's consumer thread to say it has shut down (mode's default is
+#: 60 s); the thread's own steps are bounded below this (its method queue, then the consumer).
+THREAD_SHUTDOWN_TIMEOUT_S = 2 * CLIENT_STOP_TIMEOUT_S + 1.0
 
 
 class _StampedOffsets(dict[TP, int]):
@@ -68,6 +87,8 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     in flight kept so that a lost log can stop them."""
 
     logger = faust_aiokafka.logger  # keep faust's logger name so its verbosity stays tunable
+    #: mode's wait for this thread's shutdown (its default: 60 s).
+    shutdown_timeout = THREAD_SHUTDOWN_TIMEOUT_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -76,6 +97,24 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         self._commits: dict[asyncio.Task[bool], frozenset[TP]] = {}
         #: Commits stopped because the log they were for was lost meanwhile.
         self.commits_dropped = 0
+
+    async def on_thread_stop(self) -> None:
+        """faust's stop of its thread (the method queue, then the aiokafka consumer), each step
+        bounded, and the consumer stopped by :func:`stop_consumer`: with the broker gone,
+        aiokafka's stop raised a stray cancel that ended this before the thread said it was
+        done, and the worker waited 60 s for it."""
+        try:
+            async with asyncio.timeout(CLIENT_STOP_TIMEOUT_S):
+                # mode's QueueServiceThread step (faust's own override adds the consumer stop,
+                # done below instead); a commit still queued was given up by its caller.
+                await super(faust_aiokafka.AIOKafkaConsumerThread, self).on_thread_stop()
+        except TimeoutError:
+            log.warning(
+                "faust consumer thread's method queue not stopped in time",
+                extra={"timeout_s": CLIENT_STOP_TIMEOUT_S},
+            )
+        if self._consumer is not None:
+            await stop_consumer(self._consumer, "faust")
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer: aiokafka.AIOKafkaConsumer = super()._create_worker_consumer(transport)
@@ -170,9 +209,48 @@ class _Consumer(faust_aiokafka.Consumer):
         # Lost partitions whose read offset is cleared again before the first message of the
         # new log reaches faust (a message of the old log in flight at the loss sets it after).
         self._reread: set[TP] = set()
+        #: The stop's commit overran once: the broker is taken as gone for the rest of the stop.
+        self._stop_commit_given_up = False
+        #: The offsets of the last commit that did not go through (under way, failed or ended):
+        #: said if the stop gives up on committing.
+        self._offsets_tried: dict[TP, int] = {}
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    # ------------------------------------------------------------------ stopping
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        """faust's commit; once the app stops, bounded by ``STOP_COMMIT_TIMEOUT_S``: past it
+        the offsets stay uncommitted (said once) and later commits of this stop are skipped."""
+        if not (self.app.should_stop or self.should_stop):
+            return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
+        if self._stop_commit_given_up:
+            return False
+        try:
+            async with asyncio.timeout(STOP_COMMIT_TIMEOUT_S):
+                return bool(
+                    await super().commit(topics, start_new_transaction=start_new_transaction)
+                )
+        except TimeoutError:
+            self._stop_commit_given_up = True
+            log.warning(
+                "stopping without committing the last offsets: the broker did not answer within "
+                f"{STOP_COMMIT_TIMEOUT_S:g} s; the inputs after the last committed offsets are "
+                "read again at the next start (at-least-once)",
+                extra={
+                    "uncommitted": {
+                        f"{tp.topic}/{tp.partition}": offset
+                        for tp, offset in sorted(self._offsets_tried.items())
+                    },
+                    "committed": {
+                        f"{tp.topic}/{tp.partition}": offset
+                        for tp, offset in sorted(self._committed_offset.items())
+                        if offset is not None
+                    },
+                    "timeout_s": STOP_COMMIT_TIMEOUT_S,
+                },
+            )
+            return False
 
     # ------------------------------------------------------------------ a lost log
     async def forget_log(self, loss: LogLoss) -> None:
@@ -260,12 +338,15 @@ class _Consumer(faust_aiokafka.Consumer):
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
         generation = self.log_generation
+        self._offsets_tried = dict(offsets)
         token = _COMMIT_GENERATION.set(generation)
         committed = False
         try:
             committed = await super()._commit_offsets(
                 offsets, start_new_transaction=start_new_transaction
             )
+            if committed:
+                self._offsets_tried = {}
         finally:
             _COMMIT_GENERATION.reset(token)
             if self.log_generation != generation:
@@ -371,10 +452,30 @@ class _Consumer(faust_aiokafka.Consumer):
             yield tp, message
 
 
+class _Producer(faust_aiokafka.Producer):
+    """faust's producer, whose stop (aiokafka's, which waits for every record it holds to be
+    delivered) is bounded: with the broker gone, records still held are dropped, said once."""
+
+    logger = faust_aiokafka.logger
+
+    async def on_stop(self) -> None:
+        try:
+            async with asyncio.timeout(CLIENT_STOP_TIMEOUT_S):
+                await super().on_stop()
+        except TimeoutError:
+            log.warning(
+                "kafka producer not stopped in time: records it still held are not delivered "
+                "(their inputs were not acked, so they are read again at the next start)",
+                extra={"timeout_s": CLIENT_STOP_TIMEOUT_S},
+            )
+
+
 class Transport(faust_aiokafka.Transport):
-    """aiokafka transport whose worker consumer honours ``App.fetch_max_wait_ms``."""
+    """aiokafka transport whose worker consumer honours ``App.fetch_max_wait_ms`` and whose
+    clients stop within bounds."""
 
     Consumer: ClassVar[type[Any]] = _Consumer
+    Producer: ClassVar[type[Any]] = _Producer
 
 
 class App(faust.App):
@@ -388,6 +489,19 @@ class App(faust.App):
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+    async def _producer_flush(self, logger: Any) -> None:
+        """faust's last producer flush of the app's stop, bounded by ``STOP_FLUSH_TIMEOUT_S``."""
+        try:
+            async with asyncio.timeout(STOP_FLUSH_TIMEOUT_S):
+                await super()._producer_flush(logger)
+        except TimeoutError:
+            log.warning(
+                "producer not flushed at stop: the broker did not take the records it held "
+                "within the bound; their inputs were not acked and are read again at the next "
+                "start (at-least-once)",
+                extra={"timeout_s": STOP_FLUSH_TIMEOUT_S},
+            )
 
 
 def started_consumer(app: faust.App) -> _Consumer | None:

@@ -130,15 +130,23 @@ async def _drain(worker: Worker, grace_s: float = STOP_GRACE_S) -> None:
         return worker.planner.ledger_outstanding() + worker.agents.in_flight()
 
     step_s = 0.05
-    for _ in range(int(grace_s / step_s)):  # bounded: at most the grace
+    probe_every = 5  # steps: the broker is probed every 0.25 s while inputs are in flight
+    broker_up = worker.watch.up
+    for step in range(int(grace_s / step_s)):  # bounded: at most the grace
         if not in_flight():
+            break
+        if step % probe_every == 0:
+            # The watch stopped with the worker's tasks: probe here. With the broker away
+            # (stopped with the worker, say) nothing in flight can be delivered: no grace.
+            broker_up = broker_up and await worker.watch.probe()
+        if not broker_up:
             break
         await asyncio.sleep(step_s)  # polling the in-flight count, not synchronisation
     if left := in_flight():
         log.warning(
             "stopping with inputs whose outputs were not delivered: they stay uncommitted and "
             "are read again at the next start",
-            extra={"inputs": left, "grace_s": grace_s},
+            extra={"inputs": left, "grace_s": grace_s, "broker_up": broker_up},
         )
         with warnings.catch_warnings():
             # faust warns that the setting comes late; it reads it when it stops, which is now.

@@ -47,6 +47,7 @@ from streams.engine.ingest import ingest
 from streams.engine.state import FleetState
 from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import LogLoss
+from streams.worker._client_stop import stop_consumer
 from streams.worker.acks import AckLedger
 from streams.worker.health import Faults, describe
 from streams.worker.replanner import Replanner
@@ -120,10 +121,19 @@ class TelemetryLane:
     async def stop(self) -> None:
         # Commits still retrying end with the lane: they would otherwise retry until the event
         # loop closes, and a commit of this worker's offsets after it stopped is no one's.
+        if unsent := sorted(
+            {f"{tp.topic}/{tp.partition}" for tps in self._commits.values() for tp in tps}
+        ):
+            log.warning(
+                "telemetry offsets not committed at stop: the broker did not confirm them; "
+                "those readings are read again at the next start (at-least-once)",
+                extra={"partitions": unsent},
+            )
         for task in list(self._commits):
             task.cancel()
         if self._consumer is not None:
-            await self._consumer.stop()
+            # Bounded, and safe from aiokafka's stray cancel when the broker is gone.
+            await stop_consumer(self._consumer, "telemetry lane")
 
     async def assign(self, partitions: frozenset[int]) -> None:
         """Read these telemetry partitions from their committed offsets (faust's assignment)."""
