@@ -25,7 +25,7 @@ import bisect
 import itertools
 import math
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Literal, cast
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 from scipy.special import expit
 
 from optimizer.value import FloatArray
@@ -235,9 +235,10 @@ def features_matrix(frame: pd.DataFrame) -> FloatArray:
 
 
 #: The one coefficient whose sign the physics fixes: the farther an hour from 16:30 Central,
-#: the less likely it holds the peak (all 112 intervals of 1996-2024 started 14:00-17:59). The
-#: Firth fit with it free turned it positive once ``day_shape`` had placed the hour, and flagged
-#: midnight hours of days with a flat forecast.
+#: the less likely it holds the peak (all 112 intervals of 1996-2024 started 14:00-17:59).
+#: Firth's objective has a second optimum with this weight positive, higher in penalised
+#: likelihood (by 2.25 nats on 2019-2024), which flags midnight hours of days with a flat
+#: forecast (18 % on 2020-09-28 00:00); the bound keeps the fit in the plausible one.
 _NON_POSITIVE = ("hour_offset_sq",)
 
 
@@ -247,15 +248,14 @@ def fit_model(
     """Logistic regression on the given summers' hours, with Firth's penalty (Jeffreys prior).
 
     About four peaks a summer in ~2,900 hours, and none yet on a weekend or holiday: the
-    ``non_workday`` class is separated (maximum likelihood drives its odds to zero) and every
-    coefficient is biased away from zero. Firth's penalty, + 1/2 log det of the Fisher
-    information, is the standard remedy for both (Firth 1993; Heinze and Schemper 2002): it keeps
-    the estimates finite without choosing a penalty weight, and a class with no event yet keeps
-    a probability of the order of the rule of succession instead of one the penalty weight
-    decides. ``hour_offset_sq`` is held at or below zero (:data:`_NON_POSITIVE`). ``l2`` (on
-    standardised features, intercept free) adds a ridge penalty; ``jeffreys`` False with
-    ``l2`` = 1 is the fit used before (docs/COINCIDENT_PEAK.md). Features are standardised for
-    the fit; the result is mapped back to raw units.
+    ``non_workday`` class is separated (maximum likelihood drives its odds to zero). Firth's
+    penalty, + 1/2 log det of the Fisher information, is the standard remedy for separation
+    (Firth 1993; Heinze and Schemper 2002): the estimates stay finite without a penalty weight
+    to choose. It also inflates rare-event probabilities (Puhr et al. 2017): the recalibration
+    of :func:`fit_calibrated` takes that out. ``hour_offset_sq`` is held at or below zero
+    (:data:`_NON_POSITIVE`). ``l2`` (on standardised features, intercept free) adds a ridge
+    penalty; ``jeffreys`` False with ``l2`` = 1 is the fit used before (docs/COINCIDENT_PEAK.md).
+    Features are standardised for the fit; the result is mapped back to raw units.
     """
     rows = frame[frame["year"].isin(years)]
     x, y = features_matrix(rows), rows["y"].to_numpy(dtype=float)
@@ -264,6 +264,42 @@ def fit_model(
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = np.column_stack([np.ones(len(x)), (x - mean) / scale])
+
+    bounds: list[tuple[float | None, float | None]] = [(None, None)] * z.shape[1]
+    for name in _NON_POSITIVE:
+        bounds[1 + FEATURE_NAMES.index(name)] = (None, 0.0)
+    # Firth's objective is not concave: from zero alone, fits on two summers stopped in a worse
+    # optimum. The ridge solution (the convex fit used before) is a second start; the better
+    # of the two is kept.
+    starts = [np.zeros(z.shape[1])]
+    if jeffreys:
+        ridge = _minimise(_penalised_loss(z, y, 1.0, jeffreys=False), starts[0], bounds)
+        if ridge is not None:
+            starts.append(np.asarray(ridge.x, dtype=float))
+    fits = [_minimise(_penalised_loss(z, y, l2, jeffreys=jeffreys), w0, bounds) for w0 in starts]
+    done = [f for f in fits if f is not None]
+    if not done:
+        raise RuntimeError(f"logistic fit did not converge on summers {sorted(years)}")
+    result = min(done, key=lambda f: float(f.fun))
+    w = np.asarray(result.x, dtype=float)
+    weights = w[1:] / scale
+    intercept = float(w[0] - np.sum(w[1:] * mean / scale))
+    return CoincidentPeakModel(
+        intercept=intercept,
+        weights=tuple(float(v) for v in weights),
+        trained_on=tuple(sorted(int(v) for v in years)),
+        l2=l2,
+        jeffreys=jeffreys,
+    )
+
+
+Loss = Callable[[FloatArray], tuple[float, FloatArray]]
+
+
+def _penalised_loss(z: FloatArray, y: FloatArray, l2: float, *, jeffreys: bool) -> Loss:
+    """The negative log-likelihood of the logistic model on design ``z`` (intercept first),
+    with Firth's penalty (- 1/2 log det of the Fisher information) and a ridge on the
+    non-intercept weights, and its gradient."""
 
     def loss(w: FloatArray) -> tuple[float, FloatArray]:
         eta = z @ w
@@ -283,22 +319,19 @@ def fit_model(
         grad[1:] += l2 * w[1:]
         return value, grad
 
-    bounds: list[tuple[float | None, float | None]] = [(None, None)] * z.shape[1]
-    for name in _NON_POSITIVE:
-        bounds[1 + FEATURE_NAMES.index(name)] = (None, 0.0)
-    result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
-    if not result.success:
-        raise RuntimeError(f"logistic fit did not converge: {result.message}")
-    w = np.asarray(result.x, dtype=float)
-    weights = w[1:] / scale
-    intercept = float(w[0] - np.sum(w[1:] * mean / scale))
-    return CoincidentPeakModel(
-        intercept=intercept,
-        weights=tuple(float(v) for v in weights),
-        trained_on=tuple(sorted(int(v) for v in years)),
-        l2=l2,
-        jeffreys=jeffreys,
-    )
+    return loss
+
+
+def _minimise(
+    loss: Loss, start: FloatArray, bounds: list[tuple[float | None, float | None]]
+) -> OptimizeResult | None:
+    """L-BFGS-B from ``start``; None when it fails (or the information matrix turns singular
+    on the way, which a far start can do)."""
+    try:
+        result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds)
+    except np.linalg.LinAlgError:
+        return None
+    return result if result.success else None
 
 
 def fit_calibrated(
@@ -331,7 +364,11 @@ def fit_calibrated(
         eta = design @ w
         return float(np.sum(np.logaddexp(0.0, eta) - y * eta)), design.T @ (_sigmoid(eta) - y)
 
-    result = minimize(loss, np.array([0.0, 1.0]), jac=True, method="L-BFGS-B")
+    # b > 0: a recalibration may rescale the logit, never turn it around (a negative slope
+    # would flip every coefficient's sign, the hour term's included).
+    result = minimize(
+        loss, np.array([0.0, 1.0]), jac=True, method="L-BFGS-B", bounds=[(None, None), (1e-6, None)]
+    )
     if not result.success:
         raise RuntimeError(f"recalibration did not converge: {result.message}")
     a, b = (float(v) for v in result.x)

@@ -125,16 +125,16 @@ class CoincidentPeakModel:
 #: ``streams.backtest.coincident_peak_history.fit_calibrated``; a data test refits and
 #: compares. Use it live; a backtest must use a model that excludes the summer it scores.
 FITTED = CoincidentPeakModel(
-    intercept=-2.599410781372907,
+    intercept=-2.5994086008105115,
     weights=(
-        22.60126385722122,  # forecast_excess: +1 % above the month's peak so far, x1.25 odds
-        103.70230781992406,  # day_shape: the day's forecast peak hour is the likely one
-        -0.46055854620508324,  # hour_offset_sq: an hour from 16:30, x0.63; three, x0.016
-        -0.8934072386966366,  # non_workday: x0.41 on weekends and holidays (one peak in 2024)
-        -1.5554474737488895,  # month_left: days still to come can beat today
+        22.601321142213447,  # forecast_excess: +1 % above the month's peak so far, x1.25 odds
+        103.70257066300819,  # day_shape: the day's forecast peak hour is the likely one
+        -0.46055971353328695,  # hour_offset_sq: an hour from 16:30, x0.63; three, x0.016
+        -0.8934095031198587,  # non_workday: x0.41 on weekends and holidays (one peak in 2024)
+        -1.555451416174278,  # month_left: days still to come can beat today
     ),
     trained_on=(2019, 2020, 2022, 2023, 2024),
-    calibration=(-0.776980238812863, 0.8332026184039416),
+    calibration=(-0.7769734391318144, 0.8332047302329889),
 )
 
 

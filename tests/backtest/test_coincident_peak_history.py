@@ -157,13 +157,23 @@ def test_recalibration_uses_only_the_training_summers(frame: pd.DataFrame) -> No
 @pytest.mark.data
 def test_the_jeffreys_prior_keeps_a_class_without_peaks_possible(frame: pd.DataFrame) -> None:
     # No 4CP of 2019-2023 fell on a weekend or holiday: maximum likelihood sends the
-    # non-workday odds to zero, and an L2 penalty (the fit used before) stops them only where
-    # its weight says (x0.012); Firth's penalty keeps them near what the data can tell apart.
+    # non-workday odds to zero. Both penalised fits keep them finite (x0.14 Firth, x0.11 ridge,
+    # before recalibration); the recalibration then flattens the Firth fit (slope 0.61) and
+    # stretched the ridge fit (slope 2.0), which is what puts the Sunday peak of 2024-06-30 at
+    # 0.60 % instead of 0.03 %.
     train = [2019, 2020, 2022, 2023]
     jeffreys = fit_calibrated(frame, train)
     ridge = fit_calibrated(frame, train, l2=1.0, jeffreys=False)
     nonwork = FEATURE_NAMES.index("non_workday")
     assert math.exp(jeffreys.weights[nonwork]) > 0.1 > 0.05 > math.exp(ridge.weights[nonwork])
+    # Out of sample, no hour outside 13:00-19:00 Central gets a probability that would shed
+    # (the unbounded fit's other optimum put 18 % on 2020-09-28 00:00).
+    years = labelled_years(frame)
+    for year in years:
+        model = fit_calibrated(frame, [y for y in years if y != year])
+        rows = frame[frame["year"] == year]
+        outside = ~rows["local_hour"].between(13, 18).to_numpy()
+        assert float(predict(model, rows)[outside].max()) < 0.001, year
     # The hour term keeps its sign: an hour far from 16:30 is never more likely.
     assert jeffreys.weights[FEATURE_NAMES.index("hour_offset_sq")] <= 0.0
     sunday = frame[frame["start_utc"] == pd.Timestamp("2024-06-30T22:00Z")]
