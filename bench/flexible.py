@@ -105,6 +105,20 @@ def _hours_curtailed_below_breakeven(result: BacktestResult, name: str) -> float
     return float((shed.any(axis=0) & act.scored).sum() * act.hours)
 
 
+def _margin_given_up_below_breakeven(result: BacktestResult, name: str) -> float:
+    """What those hours cost: the mining margin (break-even less price, per MWh at the meter) of
+    the MW curtailed below the room while the settled price was at or below break-even, scored
+    intervals only. An hour counts alike in ``_hours_curtailed_below_breakeven`` whether it
+    curtailed 25 MW at a $4/MWh margin or 90 MW at $60/MWh; this tells them apart."""
+    act = result.actuals
+    pue = np.array([s.pue for s in result.fleet.sites])[:, None]
+    shed = np.maximum(result.dispatch["always_on"].mining - result.dispatch[name].mining, 0.0)
+    with np.errstate(invalid="ignore"):
+        margin = np.where(act.price <= act.breakeven, act.breakeven - act.price, 0.0)
+    value = np.nan_to_num(shed * pue * margin) * act.hours
+    return float(value[:, act.scored].sum())
+
+
 def _peaks(result: BacktestResult) -> list[datetime]:
     from streams.backtest.coincident_peak_history import read_4cp  # noqa: PLC0415
 
@@ -178,6 +192,10 @@ def run_case(
             n: round(_hours_curtailed_below_breakeven(result, n), 2)
             for n in ("gridshift", "todays_practice")
         },
+        "margin_given_up_below_breakeven_usd": {
+            n: round(_margin_given_up_below_breakeven(result, n))
+            for n in ("gridshift", "peak_foresight", "todays_practice")
+        },
         "emergency_mw_reduced": {
             n: [round(e.reduced_mw, 1) for e in result.event_imports.get(n, [])]
             for n in ("gridshift", "todays_practice", "oracle")
@@ -220,7 +238,11 @@ def print_case(row: dict[str, Any]) -> None:
         f"today's practice {row['hours_curtailed']['todays_practice']:.0f}; "
         "of them with the settled price at or below break-even: gridshift "
         f"{row['hours_curtailed_below_breakeven']['gridshift']:.0f}, today's practice "
-        f"{row['hours_curtailed_below_breakeven']['todays_practice']:.0f}"
+        f"{row['hours_curtailed_below_breakeven']['todays_practice']:.0f}; the mining margin "
+        "they gave up: gridshift "
+        f"${row['margin_given_up_below_breakeven_usd']['gridshift']:,}, today's practice "
+        f"${row['margin_given_up_below_breakeven_usd']['todays_practice']:,} (peaks known "
+        f"${row['margin_given_up_below_breakeven_usd']['peak_foresight']:,})"
     )
 
 
@@ -274,11 +296,16 @@ def main(argv: list[str] | None = None) -> int:
                 n: round(sum(r[key][n] for r in summers), 1)
                 for n in ("gridshift", "todays_practice")
             }
+        totals["margin_given_up_below_breakeven_usd"] = {
+            n: sum(r["margin_given_up_below_breakeven_usd"][n] for r in summers)
+            for n in ("gridshift", "peak_foresight", "todays_practice")
+        }
         print(
             f"\n4CP over {totals['peaks']} realised peaks of the summers run: demand at the peaks "
             f"/ always-on, whole fleet: {totals['import']}; mining only: {totals['mining']}; "
             f"hours curtailed {totals['hours_curtailed']}, of them at or below break-even "
-            f"{totals['hours_curtailed_below_breakeven']}"
+            f"{totals['hours_curtailed_below_breakeven']} (mining margin given up in them "
+            f"{totals['margin_given_up_below_breakeven_usd']})"
         )
     print(json.dumps({"bench": "flexible", "cases": rows, "four_cp": totals}))
     return 0
