@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from streams.engine.fleet import Fleet
+from streams.kafka.broker import EmbeddedBroker
 from streams.settings import Settings
 from streams.worker.app import Worker, build_worker
 from tests.e2e.harness import NO_PERIODIC_COMMIT_S
@@ -23,3 +25,15 @@ def committing_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
         return worker
 
     monkeypatch.setattr("streams.worker.service.build_worker", build)
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own (the test stops and restarts it under the worker), stopped at
+    the end (stopping a stopped broker does nothing)."""
+    embedded = EmbeddedBroker()
+    embedded.start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()

@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from schemas import DispatchDecision
 from streams.engine.fleet import Fleet
 from streams.settings import Settings, load_settings
+from streams.worker._transport import _Consumer, started_consumer
 from streams.worker.app import Worker
 from streams.worker.service import running_worker
 from tests.factories import T0, Q, hashprice, price
@@ -354,3 +355,34 @@ async def old_log_decided_and_acked(bootstrap: str, prefix: str, worker: Worker)
     )
     await find_record(bootstrap, prefix + "dispatch.decision.v1", decision_at(3))
     await until(lambda: ledger.outstanding() == 0, "the prices acked")
+
+
+@contextlib.asynccontextmanager
+async def worker_past_old_log(
+    bootstrap: str, prefix: str, fleet: Fleet
+) -> AsyncIterator[tuple[Worker, _Consumer, Settings]]:
+    """A worker (no debounce) that has decided and acked :func:`old_log_decided_and_acked`'s
+    log, with its faust consumer and settings: where the log-loss commit tests start."""
+    settings = worker_settings(prefix, debounce_ms=0)
+    async with worker_on(bootstrap, fleet, settings) as worker:
+        consumer = started_consumer(worker.app)
+        assert consumer is not None
+        await old_log_decided_and_acked(bootstrap, prefix, worker)
+        yield worker, consumer, settings
+
+
+async def new_log_decided_and_committed(
+    bootstrap: str, prefix: str, worker: Worker, settings: Settings, ks: Iterable[int]
+) -> dict[int, int]:
+    """After a lost log: prices ``ks`` published into the new log, each decided, all acked, then
+    one faust commit (what its timer would start); the group's committed offsets once they
+    settle at the new log's end (never past it: :func:`committed_settles_at_end`)."""
+    ledger, consumer = worker.planner.ledger, started_consumer(worker.app)
+    assert ledger is not None and consumer is not None
+    prices = prefix + "grid.price.v1"
+    for k in ks:
+        await produce(bootstrap, [(prices, b"HB_SOUTH", as_json(price(k, 30.0)))])
+        await find_record(bootstrap, prefix + "dispatch.decision.v1", decision_at(k))
+    await until(lambda: ledger.outstanding() == 0, "the new prices acked")
+    await consumer.commit()
+    return await committed_settles_at_end(bootstrap, settings.app_id, prices)

@@ -24,85 +24,61 @@ import pytest
 from streams.engine.fleet import Fleet
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.watch import LogLoss
-from streams.worker._transport import started_consumer
 from streams.worker.app import required_topics
 from tests.e2e.harness import (
     NO_PERIODIC_COMMIT_S,
-    as_json,
     committed,
-    committed_settles_at_end,
-    decision_at,
-    find_record,
-    old_log_decided_and_acked,
-    produce,
+    new_log_decided_and_committed,
     until,
     wait_listed,
-    worker_on,
-    worker_settings,
+    worker_past_old_log,
 )
-from tests.factories import price
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.usefixtures("committing_on_demand")
 async def test_a_faust_commit_under_way_across_a_log_loss_does_not_land_in_the_new_log(
-    topic_prefix: str, one_site_fleet: Fleet
+    topic_prefix: str, one_site_fleet: Fleet, own_broker: EmbeddedBroker
 ) -> None:
-    broker = EmbeddedBroker()
-    broker.start()
+    broker = own_broker
     prices = topic_prefix + "grid.price.v1"
-    decisions = topic_prefix + "dispatch.decision.v1"
-    settings = worker_settings(topic_prefix, debounce_ms=0)
-    try:
-        async with worker_on(broker.bootstrap, one_site_fleet, settings) as worker:
-            consumer = started_consumer(worker.app)
-            assert consumer is not None
-            assert consumer.commit_interval == NO_PERIODIC_COMMIT_S
-            ledger = worker.planner.ledger
-            assert ledger is not None
-            # The old log: prices 0-3 on one partition, decided and acked, not committed yet.
-            await old_log_decided_and_acked(broker.bootstrap, topic_prefix, worker)
-            assert (
-                await asyncio.to_thread(committed, broker.bootstrap, settings.app_id, prices) == {}
-            )
+    # The old log: prices 0-3 on one partition, decided and acked, not committed yet.
+    async with worker_past_old_log(broker.bootstrap, topic_prefix, one_site_fleet) as parts:
+        worker, consumer, settings = parts
+        assert consumer.commit_interval == NO_PERIODIC_COMMIT_S
+        assert await asyncio.to_thread(committed, broker.bootstrap, settings.app_id, prices) == {}
 
-            await asyncio.to_thread(broker.stop)
-            await worker.watch.wait_for(up=False, timeout_s=10)
-            # faust's commit of those acks, with the broker away: the client retries it.
-            started = dict(consumer._thread.tp_last_committed_at)
-            commit = asyncio.ensure_future(consumer.commit())
-            await until(
-                lambda: consumer._thread.tp_last_committed_at != started,
-                "faust's commit handed to the client",
-            )
-            assert not commit.done()
-            # The loss, told while the broker is still away (so the client is sure to be
-            # retrying still): it stops that commit.
-            loss = LogLoss(frozenset({prices}), worker.watch.log_generation + 1)
-            forget = asyncio.ensure_future(consumer.forget_log(loss))
-            async with asyncio.timeout(10):
-                assert await commit is False  # stopped (before the fix: retried on)
-            assert consumer.commits_dropped == 1
-            # faust keeps no offset of the lost log as committed (it commits only forward).
-            assert all(tp.topic != prices for tp in consumer._committed_offset)
+        await asyncio.to_thread(broker.stop)
+        await worker.watch.wait_for(up=False, timeout_s=10)
+        # faust's commit of those acks, with the broker away: the client retries it.
+        started = dict(consumer._thread.tp_last_committed_at)
+        commit = asyncio.ensure_future(consumer.commit())
+        await until(
+            lambda: consumer._thread.tp_last_committed_at != started,
+            "faust's commit handed to the client",
+        )
+        assert not commit.done()
+        # The loss, told while the broker is still away (so the client is sure to be
+        # retrying still): it stops that commit.
+        loss = LogLoss(frozenset({prices}), worker.watch.log_generation + 1)
+        forget = asyncio.ensure_future(consumer.forget_log(loss))
+        async with asyncio.timeout(10):
+            assert await commit is False  # stopped (before the fix: retried on)
+        assert consumer.commits_dropped == 1
+        # faust keeps no offset of the lost log as committed (it commits only forward).
+        assert all(tp.topic != prices for tp in consumer._committed_offset)
 
-            await asyncio.to_thread(broker.start)  # same port, nothing kept
-            await wait_listed(broker.bootstrap, required_topics(settings))
-            await until(worker.watch.ready.is_set, "the watch ready again")
-            async with asyncio.timeout(30):
-                await forget
-            assert worker.watch.logs_lost == 1
+        await asyncio.to_thread(broker.start)  # same port, nothing kept
+        await wait_listed(broker.bootstrap, required_topics(settings))
+        await until(worker.watch.ready.is_set, "the watch ready again")
+        async with asyncio.timeout(30):
+            await forget
+        assert worker.watch.logs_lost == 1
 
-            # Published after the restart, at offsets 0, 1 of the new log: decided, and faust's
-            # next commits take the new log's offsets.
-            for k in (5, 6):
-                await produce(broker.bootstrap, [(prices, b"HB_SOUTH", as_json(price(k, 30.0)))])
-                await find_record(broker.bootstrap, decisions, decision_at(k))
-            await until(lambda: ledger.outstanding() == 0, "the new prices acked")
-            await consumer.commit()
-            # What the group committed in the new log is what was read there, never the old
-            # log's 4 (past the new log's end of 2, and above everything faust commits there).
-            assert await committed_settles_at_end(broker.bootstrap, settings.app_id, prices)
-    finally:
-        broker.stop()
+        # Published after the restart, at offsets 0, 1 of the new log: decided, and faust's
+        # next commits take the new log's offsets, never the old log's 4 (past the new log's
+        # end of 2, and above everything faust commits there).
+        assert await new_log_decided_and_committed(
+            broker.bootstrap, topic_prefix, worker, settings, (5, 6)
+        )

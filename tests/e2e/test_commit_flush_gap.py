@@ -13,78 +13,56 @@ import pytest
 
 from streams.engine.fleet import Fleet
 from streams.kafka.broker import EmbeddedBroker
-from streams.worker._transport import started_consumer
 from streams.worker.app import required_topics
 from tests.e2e.harness import (
-    as_json,
-    committed_settles_at_end,
-    decision_at,
-    find_record,
-    old_log_decided_and_acked,
-    produce,
+    new_log_decided_and_committed,
     until,
     wait_listed,
-    worker_on,
-    worker_settings,
+    worker_past_old_log,
 )
-from tests.factories import price
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.usefixtures("committing_on_demand")
 async def test_a_commit_handed_over_after_a_log_loss_carries_nothing_of_the_old_log(
-    topic_prefix: str, one_site_fleet: Fleet
+    topic_prefix: str, one_site_fleet: Fleet, own_broker: EmbeddedBroker
 ) -> None:
-    broker = EmbeddedBroker()
-    broker.start()
-    prices = topic_prefix + "grid.price.v1"
-    decisions = topic_prefix + "dispatch.decision.v1"
-    settings = worker_settings(topic_prefix, debounce_ms=0)
-    try:
-        async with worker_on(broker.bootstrap, one_site_fleet, settings) as worker:
-            consumer = started_consumer(worker.app)
-            assert consumer is not None
-            ledger = worker.planner.ledger
-            assert ledger is not None
-            await old_log_decided_and_acked(broker.bootstrap, topic_prefix, worker)
+    broker = own_broker
+    async with worker_past_old_log(broker.bootstrap, topic_prefix, one_site_fleet) as parts:
+        worker, consumer, settings = parts
+        # The producer's flush held until the loss has been told (a stand-in for a produce
+        # pending across the restart; the flush itself is faust's real one).
+        producer = worker.app.producer
+        real_flush = producer.flush
+        release = asyncio.Event()
+        entered = asyncio.Event()
 
-            # The producer's flush held until the loss has been told (a stand-in for a produce
-            # pending across the restart; the flush itself is faust's real one).
-            producer = worker.app.producer
-            real_flush = producer.flush
-            release = asyncio.Event()
-            entered = asyncio.Event()
+        async def held_flush() -> None:
+            entered.set()
+            await release.wait()
+            await real_flush()
 
-            async def held_flush() -> None:
-                entered.set()
-                await release.wait()
-                await real_flush()
-
-            producer.flush = held_flush  # type: ignore[method-assign]
-            try:
-                await asyncio.to_thread(broker.stop)
-                await worker.watch.wait_for(up=False, timeout_s=10)
-                commit = asyncio.ensure_future(consumer.commit())  # offsets of the old log
-                async with asyncio.timeout(10):
-                    await entered.wait()
-                await asyncio.to_thread(broker.start)
-                await wait_listed(broker.bootstrap, required_topics(settings))
-                await until(worker.watch.ready.is_set, "the watch ready again")
-                assert worker.watch.logs_lost == 1
-                release.set()  # the commit worked out before the loss goes to the thread now
-                async with asyncio.timeout(30):
-                    assert await commit is False  # nothing of the old log sent
-            finally:
-                release.set()
-                producer.flush = real_flush  # type: ignore[method-assign]
-            # The new log is read and decided from its start (before the fix: committed at the
-            # old log's offset 4, the group skipped this price), and faust's next commit takes
-            # the new log's offsets.
-            await produce(broker.bootstrap, [(prices, b"HB_SOUTH", as_json(price(5, 30.0)))])
-            await find_record(broker.bootstrap, decisions, decision_at(5))
-            await until(lambda: ledger.outstanding() == 0, "the new price acked")
-            await consumer.commit()
-            assert await committed_settles_at_end(broker.bootstrap, settings.app_id, prices)
-    finally:
-        broker.stop()
+        producer.flush = held_flush  # type: ignore[method-assign]
+        try:
+            await asyncio.to_thread(broker.stop)
+            await worker.watch.wait_for(up=False, timeout_s=10)
+            commit = asyncio.ensure_future(consumer.commit())  # offsets of the old log
+            async with asyncio.timeout(10):
+                await entered.wait()
+            await asyncio.to_thread(broker.start)
+            await wait_listed(broker.bootstrap, required_topics(settings))
+            await until(worker.watch.ready.is_set, "the watch ready again")
+            assert worker.watch.logs_lost == 1
+            release.set()  # the commit worked out before the loss goes to the thread now
+            async with asyncio.timeout(30):
+                assert await commit is False  # nothing of the old log sent
+        finally:
+            release.set()
+            producer.flush = real_flush  # type: ignore[method-assign]
+        # The new log is read and decided from its start (before the fix: committed at the
+        # old log's offset 4, the group skipped this price), and faust's next commit takes
+        # the new log's offsets.
+        assert await new_log_decided_and_committed(
+            broker.bootstrap, topic_prefix, worker, settings, (5,)
+        )

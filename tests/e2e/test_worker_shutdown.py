@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from tests.e2e.harness import (
     produce,
     until,
     worker_on,
+    worker_past_old_log,
     worker_settings,
 )
 from tests.factories import hashprice, price
@@ -74,17 +74,6 @@ async def exit_seconds(worker: subprocess.Popen[bytes]) -> float:
         await asyncio.to_thread(worker.wait)
         pytest.fail(f"worker still running {EXIT_BOUND_S:g} s after SIGTERM")
     return time.monotonic() - start
-
-
-@pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own (the tests stop it under the worker), stopped at the end."""
-    embedded = EmbeddedBroker()
-    embedded.start()
-    try:
-        yield embedded
-    finally:
-        embedded.stop()
 
 
 @pytest.mark.parametrize("when", ["broker stopped first", "broker stopped at the same time"])
@@ -174,10 +163,9 @@ async def test_a_stop_with_the_broker_up_commits_every_acked_offset(
     caplog: pytest.LogCaptureFixture,
     own_broker: EmbeddedBroker,
 ) -> None:
-    settings = worker_settings(topic_prefix, debounce_ms=0)
     prices = topic_prefix + "grid.price.v1"
-    async with worker_on(own_broker.bootstrap, one_site_fleet, settings) as worker:
-        await old_log_decided_and_acked(own_broker.bootstrap, topic_prefix, worker)
+    async with worker_past_old_log(own_broker.bootstrap, topic_prefix, one_site_fleet) as parts:
+        _, _, settings = parts
     # Nothing was committed before the stop (no commit timer): the stop's commit did it.
     assert await committed_settles_at_end(own_broker.bootstrap, settings.app_id, prices)
     assert not [r for r in caplog.records if "not committed" in r.getMessage()]
