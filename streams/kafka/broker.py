@@ -23,9 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import BinaryIO, Self
 
 from streams.errors import GridshiftError
 
@@ -114,7 +113,9 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self._process: subprocess.Popen[bytes] | None = None
-        self._log_path: Path | None = None
+        # The broker's output goes to an anonymous temporary file (no name in the temp folder):
+        # nothing is left behind even when this process is killed before stop() runs.
+        self._log: BinaryIO | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -130,18 +131,16 @@ class EmbeddedBroker:
             raise BrokerError("broker already started")
         _ensure_free(self.host, self.port)
         url = f"tcp://{self.bootstrap}"
-        fd, log_name = tempfile.mkstemp(prefix="gridshift-tansu-", suffix=".log")
-        self._log_path = Path(log_name)
-        with os.fdopen(fd, "wb") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
-                start_new_session=True,  # Ctrl-C in a terminal goes to the parent, which stops it
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-            )
+        self._log = tempfile.TemporaryFile(prefix="gridshift-tansu-")  # noqa: SIM115 - kept open
+        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded at this point
+            start_new_session=True,  # Ctrl-C in a terminal goes to the parent, which stops it
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -160,7 +159,7 @@ class EmbeddedBroker:
         return self._process is not None and self._process.poll() is None
 
     def stop(self, grace_s: float = 1.0) -> None:
-        """Stop the broker and remove its log: SIGINT (Tansu exits at once on it), then
+        """Stop the broker and drop its log: SIGINT (Tansu exits at once on it), then
         SIGKILL if it is still there after ``grace_s``. Returns once the process is gone and
         its port is free; the broker is in memory, so nothing is lost either way."""
         process, self._process = self._process, None
@@ -171,15 +170,22 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()  # SIGKILL cannot be ignored: reaped in moments
-        if self._log_path is not None:
+        if self._log is not None:
             with contextlib.suppress(OSError):
-                self._log_path.unlink()
-            self._log_path = None
+                self._log.close()
+            self._log = None
 
     def log_tail(self, max_chars: int = 400) -> str:
-        if self._log_path is None or not self._log_path.exists():
+        """The end of the broker's output so far ("" once stopped)."""
+        if self._log is None:
             return ""
-        return self._log_path.read_text(errors="replace")[-max_chars:].strip()
+        # The broker appends through its own descriptor; reading by offset (pread) leaves
+        # that untouched. UTF-8 takes at most four bytes a character.
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - 4 * max_chars)
+        data = os.pread(fd, size - start, start)
+        return data.decode(errors="replace")[-max_chars:].strip()
 
     def __enter__(self) -> Self:
         self.start()

@@ -95,7 +95,15 @@ def test_a_taken_port_is_a_clear_error(broker: EmbeddedBroker) -> None:
         EmbeddedBroker(port=broker.port).start(timeout_s=5)
 
 
-def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
+def test_broker_output_is_readable_while_it_runs() -> None:
+    with EmbeddedBroker() as broker:
+        assert wait_until(lambda: "listening on" in broker.log_tail(), 5), broker.log_tail()
+        assert 0 < len(broker.log_tail(max_chars=10)) <= 10
+        assert broker.log_tail().endswith(broker.log_tail(max_chars=10))
+    assert broker.log_tail() == ""
+
+
+def test_broker_dies_with_its_parent_even_on_sigkill(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from streams.kafka.broker import EmbeddedBroker\n"
@@ -104,7 +112,11 @@ def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
         "time.sleep(60)\n"
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     try:
         assert parent.stdout is not None
@@ -113,6 +125,8 @@ def test_broker_dies_with_its_parent_even_on_sigkill() -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         assert wait_until(lambda: not alive(child_pid), 10), "broker outlived its parent"
+        # stop() never ran: still nothing of the broker's is left in the temp folder.
+        assert list(tmp_path.iterdir()) == []
     finally:
         parent.kill()
         parent.wait(timeout=10)
