@@ -105,6 +105,10 @@ class EventOut(Protocol):
         """Deliver ``events`` to ``topic`` or raise."""
         ...
 
+    async def check(self) -> None:
+        """Raise unless the destination answers (a poll with nothing to send still checks)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -214,6 +218,10 @@ class Source:
         sent: list[Record] = []
         for topic, records in to_topic.items():
             sent.extend(await self._publish(topic, records, report))
+        if not any(to_topic.values()) and any(feed.topic is not None for feed in self.feeds):
+            # Nothing to send (out of season, nothing new): without this a broker that is
+            # gone or mistyped would pass unnoticed until the next event, health ok meanwhile.
+            await self._check_out(report)
         self.checkpoint.commit(sent, now)  # also moves the window forward when nothing was new
         self._finish(report, sent, now)
         return report
@@ -248,6 +256,17 @@ class Source:
         metrics.count("events_published", len(records), topic=topic)
         report.published += len(records)
         return records
+
+    async def _check_out(self, report: PollReport) -> None:
+        try:
+            await self.out.check()
+        except Exception as exc:  # a broker failure is reported and retried, never fatal
+            self.health.metrics.count("publish_errors")
+            report.errors.append(f"broker check (nothing to publish): {_describe(exc)}")
+            log.warning(
+                "nothing to publish and the broker does not answer",
+                extra={"source": self.name, "error": _describe(exc)},
+            )
 
     def _finish(self, report: PollReport, sent: list[Record], now: datetime) -> None:
         """Health and gauges after a poll."""
@@ -372,6 +391,11 @@ class KafkaOut:
                     f"the broker acknowledged events for {name} but does not list the topic "
                     "(it lost its topics?); they are sent again"
                 )
+
+    async def check(self) -> None:
+        """Raise unless the broker lists its topics within the poll's bounds."""
+        async with asyncio.timeout(self.timeout_s * 3):
+            await self._topics()
 
     async def close(self) -> None:
         """Stop the producer (nothing is pending after a successful send)."""

@@ -95,6 +95,39 @@ async def test_a_broker_outage_sends_nothing_twice_and_loses_nothing(
     assert [r["price_usd_per_mwh"] for r in records] == [20.0, 21.0, 22.0, 23.0]
 
 
+async def test_a_poll_with_nothing_to_send_still_finds_the_broker_gone(
+    source: Source, topic_prefix: str
+) -> None:
+    # Out of season or nothing new: no event to send, but a gone (or mistyped) broker must
+    # still fail the poll, so `--once` exits non-zero and /health says why.
+    assert (await source.poll_once()).published == 4
+    idle = await source.poll_once()
+    assert idle.ok, idle.errors
+    assert idle.published == 0
+    working = source.out
+    source.out = KafkaOut(
+        KafkaConnection(f"127.0.0.1:{free_port()}"),
+        topic_prefix=topic_prefix,
+        partitions=1,
+        timeout_s=1.0,
+    )
+    try:
+        down = await source.poll_once()
+    finally:
+        await source.out.close()
+        source.out = working
+    assert not down.ok
+    assert len(down.errors) == 1
+    assert down.errors[0].startswith("broker check (nothing to publish): ")
+    assert source.health.metrics.totals["publish_errors"] == 1
+    assert source.health.consecutive_failures == 1
+    assert source.health.body()["last_error"] == down.errors[0]
+    back = await source.poll_once()  # the broker back: a good poll again, nothing sent twice
+    assert back.ok, back.errors
+    assert back.published == 0
+    assert source.health.consecutive_failures == 0
+
+
 async def test_run_stops_promptly_when_asked(
     source: Source, monkeypatch: pytest.MonkeyPatch
 ) -> None:
