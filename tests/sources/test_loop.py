@@ -51,6 +51,16 @@ class FourPrices:
         """Nothing to release."""
 
 
+def gone_broker(topic_prefix: str) -> KafkaOut:
+    """Where events go when the broker is "down": nothing listens on the port."""
+    return KafkaOut(
+        KafkaConnection(f"127.0.0.1:{free_port()}"),
+        topic_prefix=topic_prefix,
+        partitions=1,
+        timeout_s=1.0,
+    )
+
+
 @pytest.fixture
 async def source(
     broker: EmbeddedBroker, topic_prefix: str, tmp_path: Path
@@ -72,13 +82,7 @@ async def test_a_broker_outage_sends_nothing_twice_and_loses_nothing(
     source: Source, broker: EmbeddedBroker, topic_prefix: str
 ) -> None:
     working = source.out
-    # Nothing listens on this port: the broker is "down".
-    source.out = KafkaOut(
-        KafkaConnection(f"127.0.0.1:{free_port()}"),
-        topic_prefix=topic_prefix,
-        partitions=1,
-        timeout_s=1.0,
-    )
+    source.out = gone_broker(topic_prefix)
     down = await source.poll_once()
     await source.out.close()
     assert not down.ok
@@ -105,12 +109,7 @@ async def test_a_poll_with_nothing_to_send_still_finds_the_broker_gone(
     assert idle.ok, idle.errors
     assert idle.published == 0
     working = source.out
-    source.out = KafkaOut(
-        KafkaConnection(f"127.0.0.1:{free_port()}"),
-        topic_prefix=topic_prefix,
-        partitions=1,
-        timeout_s=1.0,
-    )
+    source.out = gone_broker(topic_prefix)
     try:
         down = await source.poll_once()
     finally:
