@@ -8,7 +8,7 @@ Strategies:
   At decision time t it holds only what was available by t:
   an interval's price is available ``price_lag_intervals`` interval lengths after it starts
   (0: ex-ante real-time prices; 1: settled prices, known when the interval ends).
-- ``always_on``: GPUs at demand, mining fills the rest of the interconnect, always.
+- ``always_on``: GPUs at demand (within the interconnect), mining fills the rest of it, always.
 - ``threshold``: as always-on, but mining stops while the last known price is above the miners'
   break-even (what mining fleets do today).
 - ``oracle``: the same engine round planning a day at a time with that day's actual prices and
@@ -334,10 +334,25 @@ def _static_routing(fleet: Fleet, n: int, hours: float) -> tuple[FloatArray, Flo
     return np.repeat(routed[:, None], n, axis=1), np.repeat(revenue[:, None], n, axis=1)
 
 
+def _envelope_mw(fleet: Fleet) -> FloatArray:
+    """Each site's IT load the interconnect (and on-site supply) can carry, after PUE."""
+    return np.array([(s.interconnect_mw + s.onsite_cfe_mw) / s.pue for s in fleet.sites])
+
+
+def _baseline_gpu_mw(fleet: Fleet) -> FloatArray:
+    """The baselines' own GPU load per site: firm demand, within the envelope (a baseline
+    holds to the interconnect like every strategy; what does not fit shows as SLA shortfall
+    against the floor)."""
+    firm = np.array([s.firm_gpu_demand_mw for s in fleet.sites])
+    gpu: FloatArray = np.minimum(firm, _envelope_mw(fleet))
+    return gpu
+
+
 def _static_routing_per_site(fleet: Fleet, hours: float) -> tuple[FloatArray, FloatArray]:
     """:func:`_static_routing`'s MW and revenue per site (the same in every interval)."""
     index = {s.site_id: i for i, s in enumerate(fleet.sites)}
-    spare = np.array([s.gpu_capacity_mw - s.firm_gpu_demand_mw for s in fleet.sites])
+    capacity = np.array([s.gpu_capacity_mw for s in fleet.sites])
+    spare = np.minimum(capacity, _envelope_mw(fleet)) - _baseline_gpu_mw(fleet)
     routed = np.zeros(len(fleet.sites))
     revenue = np.zeros(len(fleet.sites))
     for pool in fleet.pools:
@@ -345,7 +360,7 @@ def _static_routing_per_site(fleet: Fleet, hours: float) -> tuple[FloatArray, Fl
         share = pool.demand_mw / len(eligible)
         for site_id, penalty in eligible:
             i = index[site_id]
-            served = min(share, spare[i] - routed[i])
+            served = max(0.0, min(share, spare[i] - routed[i]))
             routed[i] += served
             revenue[i] += served * hours * (pool.value_usd_per_mwh - penalty)
     return routed, revenue
@@ -355,7 +370,7 @@ def _baseline(fleet: Fleet, act: Actuals) -> tuple[Dispatch, FloatArray]:
     """GPUs at firm demand, pools split statically, and the mining room beside them."""
     n = len(act.starts)
     routed, revenue = _static_routing(fleet, n, act.hours)
-    gpu = np.repeat(np.array([[s.firm_gpu_demand_mw] for s in fleet.sites]), n, axis=1)
+    gpu = np.repeat(_baseline_gpu_mw(fleet)[:, None], n, axis=1)
     room = _room(fleet, act)
     dispatch = Dispatch(room, gpu, np.zeros_like(gpu), routed, revenue)
     return dispatch, room
@@ -367,8 +382,8 @@ def _room(fleet: Fleet, act: Actuals) -> FloatArray:
     with time) from the same numbers, then repeated: element for element what subtracting the
     full arrays gave, without building them."""
     routed, _ = _static_routing_per_site(fleet, act.hours)
-    gpu = np.array([[s.firm_gpu_demand_mw] for s in fleet.sites])
-    envelope = np.array([[(s.interconnect_mw + s.onsite_cfe_mw) / s.pue] for s in fleet.sites])
+    gpu = _baseline_gpu_mw(fleet)[:, None]
+    envelope = _envelope_mw(fleet)[:, None]
     capacity = np.array([[s.mining_capacity_mw] for s in fleet.sites])
     room: FloatArray = np.repeat(
         np.clip(envelope - gpu - routed[:, None], 0.0, capacity), len(act.starts), axis=1

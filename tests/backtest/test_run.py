@@ -18,6 +18,7 @@ from streams.backtest.run import run_gridshift, timeline
 from streams.backtest.scenario import load_scenario, scenario_paths
 from streams.backtest.synthetic import synthetic_week
 from streams.engine.fleet import Fleet
+from tests.backtest.own import backtest, own_scenario, own_table, site_toml
 from tests.factories import mining_site
 
 START = datetime(2024, 8, 18, 5, tzinfo=UTC)
@@ -125,3 +126,22 @@ def test_the_gridshift_run_keeps_no_decision_objects() -> None:
         tracemalloc.stop()
     assert len(out.decisions) == len(starts) - 1
     assert retained / len(starts) < 1_000, f"{retained / len(starts):,.0f} B per interval"
+
+
+def test_baselines_hold_to_the_interconnect_like_every_strategy(tmp_path: Path) -> None:
+    """A site whose GPU demand (8 MW, no gpu_demand_mw: the whole fleet) is above what its
+    6 MW interconnect carries: no strategy imports more than 6 MW, and the baselines no longer
+    "beat" the oracle by serving load the connection cannot carry; the GPU floor they miss
+    shows as SLA shortfall, as gridshift's does."""
+    table = own_table(tmp_path, price=40.0)
+    path = own_scenario(tmp_path, file=table.name, site=site_toml(interconnect_mw=6.0))
+    result = backtest(path)
+    for strategy, dispatch in result.dispatch.items():
+        assert float(np.max(dispatch.grid_import)) <= 6.0 + 1e-6, strategy
+        assert float(np.max(dispatch.gpu + dispatch.routed)) <= 6.0 + 1e-6, strategy
+    oracle = result.scores["oracle"].net_margin_usd
+    for strategy, score in result.scores.items():
+        assert score.net_margin_usd <= oracle + 1e-6, strategy
+    assert result.scores["always_on"].sla_shortfall_mwh == 0.0  # the 5 MW floor fits in 6
+    # 23.75 scored hours: with prices known one interval late the first is not decided.
+    assert result.scores["always_on"].gpu_mwh == pytest.approx(6.0 * 23.75)
