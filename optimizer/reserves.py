@@ -11,6 +11,9 @@ site (the firm GPU load is not), so per site and step:
 - ``reserve_p + shortfall_p >= committed_p``: what was sold is held, or the shortfall is
   penalised (tier 3 of the fleet model's scheme: above anything breaking it could gain, below
   the GPU floor and grid signals), so a commitment never makes the problem infeasible;
+- ``reserve_p[t] = reserve_p[t-1]`` where step t is sold in the same market interval as step
+  t-1 (``same_sale_as_previous``: 15-minute steps of an hourly reserve market): the market
+  sells an hour, not its quarters;
 - value ``price_p x hours x reserve_p``, minus the shortfall's penalty.
 
 Which hours are open, sold or closed is the stream shell's rule; this part only reads the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
 
 from optimizer.components import Contribution, Layout, block_rows, clean
 from optimizer.errors import SpecError
@@ -49,6 +53,9 @@ class Reserves:
         self.value = cp.Parameter(n, nonneg=True, name="reserve_usd_per_mw_step")
         self.penalty = cp.Parameter(n, nonneg=True, name="reserve_shortfall_usd_per_mw_step")
         self.deployed = cp.Parameter(len(sites) * t, nonneg=True, name="reserve_deployed_mw")
+        self.tied = cp.Parameter(n, nonneg=True, name="reserve_same_sale_as_previous")
+        # Each slot's step t-1 onto its step t (nothing onto a slot's first step).
+        previous = sp.kron(sp.eye(len(slots)), sp.eye(t, k=-1), format="csr")
         # Slots -> their site's rows (among reserve sites); the reserve sites' mining rows.
         self.to_site = block_rows(tuple(owner[s] for s, _ in slots), len(sites), t)
         self.to_fleet = block_rows(sites, layout.n_sites, t)  # reserve-site rows -> fleet rows
@@ -69,6 +76,8 @@ class Reserves:
                 "reserve_mining": self.to_site @ self.held_mw - self.to_fleet.T @ mining
                 <= self.deployed,
                 "reserve_commitment": self.held_mw + self.shortfall >= self.committed,
+                "reserve_same_sale": cp.multiply(self.tied, self.held_mw - previous @ self.held_mw)
+                == 0,
             },
             objective=self.value @ self.held_mw - self.penalty @ self.shortfall,
         )
@@ -78,7 +87,7 @@ class Reserves:
     ) -> None:
         """Write prices, limits and commitments; ``penalty_usd_per_mwh`` is per fleet row."""
         t, lay = self.layout.n_steps, self.layout
-        price, limit, committed = [], [], []
+        price, limit, committed, tied = [], [], [], []
         for site, slots in self._slots_of.items():
             spec, reserves = self.spec.sites[site], snaps[site].reserves
             if len(reserves) != len(slots) or any(p not in reserves for _, p in slots):
@@ -98,6 +107,8 @@ class Reserves:
                 committed.append(
                     np.zeros(t) if reserve.committed_mw is None else reserve.committed_mw
                 )
+                same = reserve.same_sale_as_previous
+                tied.append(np.zeros(t) if same is None else same)
         stacked = [np.concatenate(curves).astype(float) for curves in (price, limit, committed)]
         healthy = (
             all(a.shape == self._rows.shape for a in stacked)
@@ -114,6 +125,18 @@ class Reserves:
         set_value(self.value, reserve_revenue_usd(1.0, self._hours, self._price))
         set_value(self.max_mw, np.minimum(stacked[1], self._qualified))
         set_value(self.committed, stacked[2])
+        ties = np.concatenate(tied).astype(float)
+        if (
+            ties.shape != self._rows.shape
+            or not np.isin(ties, (0.0, 1.0)).all()
+            or (t and ties[::t].any())
+        ):
+            for site, slots in self._slots_of.items():  # name the culprit
+                for _, product in slots:
+                    snaps[site].reserves[product].validate(
+                        t, f"sites.{self.spec.sites[site].site_id}.reserves.{product}."
+                    )
+        set_value(self.tied, ties)
         set_value(self.penalty, self._hours * penalty_usd_per_mwh[self._rows])
         set_value(
             self.deployed,

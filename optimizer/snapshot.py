@@ -47,13 +47,29 @@ class ReserveSnapshot:
     stream shell puts 0 where the market for that hour has closed unsold and the committed MW
     where it has closed sold). ``committed_mw`` is what was sold: held unless a grid signal or
     the GPU floor forbids it (a penalised shortfall, never infeasible).
+    ``same_sale_as_previous`` is 1 where the step is sold in the same market interval as the
+    step before it (a 15-minute step inside an hour of an hourly market): the plan then holds
+    the same MW in both, as the market sells them; ``None``: every step on its own.
     """
 
     price_usd_per_mw_h: FloatArray
     max_mw: FloatArray | None = None
     committed_mw: FloatArray | None = None
+    same_sale_as_previous: FloatArray | None = None
 
     def validate(self, n_steps: int, where: str) -> None:
+        tied = self.same_sale_as_previous
+        if tied is not None:
+            flags = np.asarray(tied, dtype=float)
+            if flags.shape != (n_steps,):
+                raise SpecError(
+                    where + "same_sale_as_previous",
+                    f"expected {n_steps} steps, got shape {flags.shape}",
+                )
+            if not np.isin(flags, (0.0, 1.0)).all() or (n_steps and flags[0] != 0.0):
+                raise SpecError(
+                    where + "same_sale_as_previous", "must be 0 or 1, and 0 at the first step"
+                )
         for name in ("price_usd_per_mw_h", "max_mw", "committed_mw"):
             raw = getattr(self, name)
             if raw is None:

@@ -25,6 +25,11 @@ day earlier (ERCOT clears the next day at about 13:30, so an hour committed befo
 price of its own yet); else the last known price held. The decision notes how many steps were
 priced each way.
 
+**By the hour in the plan too.** Steps of the same hour (15-minute steps) hold the same MW in
+the plan (``ReserveSnapshot.same_sale_as_previous``): a plan that holds reserve in three
+quarters and drops it in the fourth (to shed mining at a 4CP interval, say) is not a sale the
+market offers.
+
 **Deployment.** A ``reserve_deployment`` grid signal caps the site's import through the signal
 machinery (its ``reduction_mw`` below the site's draw), so mining is curtailed at once; the MW it
 deploys (up to what was sold for that step) count as reserve held, so delivering a deployment
@@ -185,6 +190,9 @@ def reserve_inputs(
         f"reserve: {n_sold} of {n} steps in hours sold day-ahead, {n_open} open to sell "
         f"(hours starting {_hours(book.lead)} h or more ahead), {n - n_sold - n_open} closed unsold"
     ]
+    # Reserve is sold by the hour: steps of one hour (15-minute steps) hold the same MW.
+    tied = np.array([k > 0 and hours[k] == hours[k - 1] for k in range(n)], dtype=float)
+    same_hour = tied if tied.any() else None  # hourly steps: nothing to tie
     reserves: dict[str, ReserveSnapshot] = {}
     for product in site.reserve_products:
         price, how = prices.get(product, (np.zeros(n), np.full(n, UNKNOWN)))
@@ -197,7 +205,10 @@ def reserve_inputs(
         # the qualified MW; closed unsold hours nothing.
         limit = np.where(is_open, site.reserve_max_for(product), committed)
         reserves[product] = ReserveSnapshot(
-            price_usd_per_mw_h=price, max_mw=limit, committed_mw=committed
+            price_usd_per_mw_h=price,
+            max_mw=limit,
+            committed_mw=committed,
+            same_sale_as_previous=same_hour,
         )
         _, earlier, held, unknown = np.bincount(how[counted], minlength=4).tolist()
         if earlier or held:

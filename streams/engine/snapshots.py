@@ -551,6 +551,11 @@ def _digest(site_id: str, now: datetime, snapshot: SiteSnapshot) -> str:
                 parts.append(product.encode())
                 for curve in (reserve.price_usd_per_mw_h, reserve.max_mw, reserve.committed_mw):
                     parts.append(b"-" if curve is None else np.asarray(curve, float).tobytes())
+                # Added later: only when given, so the versions of snapshots without it (every
+                # hourly market's) stay what they were.
+                if reserve.same_sale_as_previous is not None:
+                    tied = np.asarray(reserve.same_sale_as_previous, float)
+                    parts.append(b"same-sale" + tied.tobytes())
         else:
             parts.append(repr(value).encode())
     return hashlib.sha256(b"".join(parts)).hexdigest()[:16]

@@ -358,3 +358,25 @@ def test_a_site_whose_market_has_no_day_ahead_prices_keeps_offering_what_it_runs
     assert (practice.mining[:, scored] > 0).all()  # both mine: the real-time price pays
     assert sold[0, scored].sum() == 0  # ERCOT: dear day-ahead, not sold
     assert (sold[1, scored] == 10.0).all()  # PJM: no day-ahead view, offers what it runs
+
+
+@pytest.mark.data
+def test_on_15_minute_steps_every_strategy_holds_reserve_by_the_hour(data_dir: Path) -> None:
+    # ERCOT sells reserve by the hour. On 2024-07-01 the oracle (which knows the 4CP interval,
+    # 21:45-22:00 UTC) used to hold 85 MW in three quarters of 21:00-22:00 and drop it for the
+    # fourth, to shed mining at the peak: paid three quarters of an hour the market does not
+    # sell by the quarter. Every strategy now holds the same MW through each hour.
+    result = shipped(
+        "ercot-flexible-load-rt", data_dir, datetime(2024, 7, 1, 5, tzinfo=UTC), days=1
+    )
+    hour = np.array([s.replace(minute=0) for s in result.actuals.starts])
+    sellers = {"gridshift", "todays_practice", "oracle"}
+    for strategy, dispatch in result.dispatch.items():
+        assert bool(dispatch.reserve) == (strategy in sellers), strategy
+        for product, held in dispatch.reserve.items():
+            for h in np.unique(hour):
+                quarters = held[:, hour == h]
+                spread = float(np.ptp(quarters, axis=1).max())
+                assert spread <= 1e-6, f"{strategy} {product} {h}: {quarters}"
+    oracle = sum(result.dispatch["oracle"].reserve.values())
+    assert isinstance(oracle, np.ndarray) and oracle.sum() > 0  # it still sells reserve

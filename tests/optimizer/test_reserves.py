@@ -315,3 +315,46 @@ def test_reserve_stays_within_mining_limits_and_commitments(
         start=np.zeros(N),
     )
     assert plan.reserve_revenue_usd == pytest.approx(revenue, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("same_sale", "held"),
+    [
+        # Each quarter sold on its own: hold the three that pay, drop the spiking fourth.
+        (None, [10.0, 10.0, 10.0, 0.0]),
+        # One hour, sold as one: holding it through the spike (mining running at $5,000/MWh)
+        # loses far more than the three quarters earn, so none of it is held.
+        (np.array([0.0, 1.0, 1.0, 1.0]), [0.0, 0.0, 0.0, 0.0]),
+        # Two half-hours: the first is held, the second (with the spike) is not.
+        (np.array([0.0, 1.0, 0.0, 1.0]), [10.0, 10.0, 0.0, 0.0]),
+    ],
+)
+def test_steps_sold_as_one_market_interval_hold_the_same_mw(
+    model: DispatchModel, same_sale: np.ndarray | None, held: list[float]
+) -> None:
+    base = offer(ecrs=80.0, price=150.0)
+    spiking = dataclasses.replace(
+        base,
+        price_usd_per_mwh=np.array([150.0, 150.0, 150.0, 5000.0]),
+        reserves={
+            **base.reserves,
+            "ecrs": dataclasses.replace(base.reserves["ecrs"], same_sale_as_previous=same_sale),
+        },
+    )
+    plan = model.plan(spiking)
+    assert plan.reserve_mw["ecrs"] == pytest.approx(np.array(held), abs=TOL)
+
+
+def test_a_tie_on_the_first_step_is_a_spec_error(model: DispatchModel) -> None:
+    base = offer(ecrs=80.0)
+    bad = dataclasses.replace(
+        base,
+        reserves={
+            **base.reserves,
+            "ecrs": dataclasses.replace(
+                base.reserves["ecrs"], same_sale_as_previous=np.array([1.0, 1.0, 1.0, 1.0])
+            ),
+        },
+    )
+    with pytest.raises(SpecError, match="same_sale_as_previous"):
+        model.plan(bad)
