@@ -9,6 +9,7 @@ are shaded; no bar stands for data that does not exist.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -45,8 +46,13 @@ STYLE: dict[str, dict[str, Any]] = {
     "oracle": {"color": "#2e8b3a", "linestyle": "--", "linewidth": 1.5},
     "threshold": {"color": "#d9730d", "linestyle": "-.", "linewidth": 1.5},
     "always_on": {"color": "#555555", "linestyle": ":", "linewidth": 1.5},
+    # A flexible-load scenario's two more (when they ran): the ceiling a lighter shade of
+    # gridshift's blue.
+    "todays_practice": {"color": "#8e44ad", "linestyle": (0, (6, 2, 1, 2)), "linewidth": 1.5},
+    "peak_foresight": {"color": "#8fb3e8", "linestyle": "-", "linewidth": 1.5},
 }
-ORDER = ("gridshift", "oracle", "threshold", "always_on")  # gridshift first: underneath
+#: Drawing order, gridshift first (underneath); a strategy that did not run is left out.
+ORDER = ("gridshift", "peak_foresight", "oracle", "todays_practice", "threshold", "always_on")
 _UNSCORED: dict[str, Any] = {"color": "#bbbbbb", "alpha": 0.35, "linewidth": 0}
 
 
@@ -117,29 +123,45 @@ def dispatch_figure(result: BacktestResult) -> Figure:
     return fig
 
 
+def _ran(result: BacktestResult) -> list[str]:
+    """The strategies of ``result`` in :data:`ORDER`."""
+    return [name for name in ORDER if name in result.scores]
+
+
 def margin_figure(result: BacktestResult) -> Figure:
-    """Cumulative margin over mining always on: GPU revenue dwarfs the differences, so absolute
-    curves would lie on top of each other."""
+    """Cumulative energy margin (mining + GPU - energy) over mining always on: GPU revenue
+    dwarfs the differences, so absolute curves would lie on top of each other. The 4CP charge
+    and reserve revenue are not in it (they are not spread over intervals): the title says so
+    when a strategy has either, and :func:`value_figure` draws them."""
     act = result.actuals
     edges = _edges(act.starts, result.scenario.step_minutes)
     baseline = np.cumsum(result.scores["always_on"].margin_by_interval)
+    names = _ran(result)
     curves = {
-        name: (np.cumsum(result.scores[name].margin_by_interval) - baseline) / 1e3 for name in ORDER
+        name: (np.cumsum(result.scores[name].margin_by_interval) - baseline) / 1e3 for name in names
     }
     fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
     ax.axhline(0.0, **_line("always_on"), label=f"{LABELS['always_on']} (reference)")
-    drawn = ("gridshift", "oracle", "threshold")
+    drawn = [name for name in names if name != "always_on"]
     for position, name in enumerate(drawn):
         # Each equality is said once, on the curve drawn first (gridshift's band underneath).
         later = [*drawn[position + 1 :], "always_on"]
         same = [
-            LABELS[other] for other in later if np.max(np.abs(curves[name] - curves[other])) < 1e-3
+            result.label(other)
+            for other in later
+            if np.max(np.abs(curves[name] - curves[other])) < 1e-3
         ]
-        label = LABELS[name] + (f" (= {', '.join(same)})" if same else "")
+        label = result.label(name) + (f" (= {', '.join(same)})" if same else "")
         ax.plot(edges, _closed(curves[name]), drawstyle="steps-post", **_line(name), label=label)
     _shade_unscored(ax, result, slice(0, len(act.starts)))
-    ax.set_ylabel("cumulative margin over mining always on, $k")
-    ax.set_title("Cumulative margin by strategy, relative to mining always on")
+    ax.set_ylabel("cumulative energy margin over mining always on, $k")
+    title = "Cumulative energy margin by strategy, relative to mining always on"
+    grid_value = any(
+        s.peak_charge_usd != 0 or s.reserve_revenue_usd != 0 for s in result.scores.values()
+    )
+    if grid_value:
+        title += "\n(energy only: the 4CP charge and reserve revenue are in value_by_strategy.png)"
+    ax.set_title(title)
     _dates(ax, edges)
     _legend_below(fig, [ax])
     return fig
@@ -148,7 +170,7 @@ def margin_figure(result: BacktestResult) -> Figure:
 def emissions_figure(result: BacktestResult) -> Figure:
     """Emissions by strategy (location-based, and market-based when a site has carbon-free
     supply), or a statement that there is no carbon data."""
-    names = list(ORDER)
+    names = _ran(result)
     location = [result.scores[n].emissions_location_t for n in names]
     has_cfe = any(s.ppa_mw > 0 or s.onsite_cfe_mw > 0 for s in result.fleet.sites)
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
@@ -189,7 +211,8 @@ def emissions_figure(result: BacktestResult) -> Figure:
             label="market-based (after PPA and on-site CFE)",
         )
         ax.bar_label(hatched, fmt="{:,.0f}", fontsize=8)
-    ax.set_xticks(x, [result.label(n) for n in names])
+    # Wrapped: six strategy names side by side would run into each other.
+    ax.set_xticks(x, [textwrap.fill(result.label(n), 16) for n in names], fontsize=9)
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_ylabel("t CO2")
     ax.margins(y=0.15)  # room for the value labels
@@ -200,9 +223,6 @@ def emissions_figure(result: BacktestResult) -> Figure:
 
 #: The strategies of a flexible-load value breakdown, gridshift first.
 VALUE_ORDER = ("gridshift", "peak_foresight", "todays_practice", "threshold", "oracle")
-#: Colours of the strategies drawn only in the value breakdown (no line style of their own):
-#: the ceiling a lighter shade of gridshift's blue.
-_VALUE_ONLY_COLORS = {"todays_practice": "#8e44ad", "peak_foresight": "#8fb3e8"}
 
 
 def value_figure(result: BacktestResult) -> Figure:
@@ -263,7 +283,7 @@ def value_figure(result: BacktestResult) -> Figure:
 
 
 def _color(name: str) -> str:
-    return _VALUE_ONLY_COLORS.get(name) or str(STYLE[name]["color"])
+    return str(STYLE[name]["color"])
 
 
 def _line(name: str) -> dict[str, Any]:

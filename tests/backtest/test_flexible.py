@@ -24,6 +24,7 @@ from streams.backtest.flexible import (
     todays_practice_day_ahead_plan,
     todays_practice_reserve,
 )
+from streams.backtest.plots import margin_figure
 from streams.backtest.report import (
     BacktestResult,
     markdown_table,
@@ -206,6 +207,13 @@ def test_the_peak_foresight_ceiling_knows_the_peaks_at_the_forecasters_issue_tim
         f"and ${net['oracle'] - net['peak_foresight']:,.0f} the rest of the oracle's foresight"
     ) in report
     assert "| gridshift, 4CP known (ceiling) |" in report
+    # The cumulative figure draws every strategy that ran and says it counts energy only.
+    [axes] = margin_figure(result).axes
+    drawn = {str(line.get_label()) for line in axes.get_lines()}
+    assert {"gridshift, 4CP known (ceiling)", "today's practice"} <= {
+        label.split(" (=")[0] for label in drawn
+    }
+    assert "energy only: the 4CP charge and reserve revenue" in axes.get_title()
     missed = run(peak_foresight=True, missed_peaks=[datetime(2024, 6, 30, 22, 30, tzinfo=UTC)])
     left = missed.scores["peak_foresight"]
     assert left.demand_at_peaks_mw[0] > 100.0 > 30.0 > left.demand_at_peaks_mw[1]
