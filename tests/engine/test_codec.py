@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from schemas import PriceEvent
+from schemas import TOPICS_BY_NAME, PriceEvent
 from streams.engine.codec import (
     Rejection,
     dead_letter,
@@ -44,6 +44,47 @@ def test_valid_input_decodes_to_the_model() -> None:
     event = decode(raw, PriceEvent, max_bytes=1024)
     assert isinstance(event, PriceEvent)
     assert decode(encode(event), PriceEvent, max_bytes=1024) == event
+
+
+PRICE_HEAD = b'{"interval_start":"2024-08-01T00:00:00Z","interval_end":"2024-08-01T00:15:00Z",'
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'"node":"HB_SOUTH","price_usd_per_mwh":31,"price_usd_per_mwh":9999}',
+        b'"node":"HB_SOUTH","price_usd_per_mwh":31,"price_usd_per_mwh" :9999}',  # blank
+        b'"price_usd_per_mwh":9999,"node":"HB_SOUTH","price_usd_per_mwh":31}',
+    ],
+)
+def test_a_field_named_twice_is_rejected_not_last_one_wins(tail: bytes) -> None:
+    # The parser alone keeps the last value: $9,999/MWh from a record that also says $31.
+    result = decode(PRICE_HEAD + tail, PriceEvent, max_bytes=1024)
+    assert isinstance(result, Rejection)
+    assert result.reason == "schema_violation"
+    assert "duplicate key 'price_usd_per_mwh'" in result.error
+
+
+@pytest.mark.parametrize("topic", sorted(VALID))
+def test_every_valid_example_has_no_duplicate_in_any_layout(topic: str) -> None:
+    # Compact, json.dumps' default separators, and pretty-printed: never a false duplicate.
+    model = TOPICS_BY_NAME[topic].model
+    for raw in (
+        json.dumps(VALID[topic], separators=(",", ":")),
+        json.dumps(VALID[topic]),
+        json.dumps(VALID[topic], indent=2),
+    ):
+        assert isinstance(decode(raw.encode(), model, max_bytes=1 << 20), model), raw
+
+
+def test_a_value_that_looks_like_a_key_is_not_a_duplicate() -> None:
+    raw = PRICE_HEAD + b'"node":"HB_SOUTH","price_usd_per_mwh":31,"market":"real_time"}'
+    assert isinstance(decode(raw, PriceEvent, max_bytes=1024), PriceEvent)
+    quoted = json.dumps({**VALID["grid.price.v1"], "node": 'a",x":'}).encode()
+    result = decode(quoted, PriceEvent, max_bytes=1024)
+    # Rejected for the node's characters, not for a duplicate.
+    assert isinstance(result, Rejection)
+    assert "duplicate" not in result.error
 
 
 def test_dead_letter_keeps_the_exact_bytes_and_key() -> None:
