@@ -248,6 +248,18 @@ def window(
     return Window(new_start.to_pydatetime(), new_end.to_pydatetime(), note)
 
 
+def stretches(
+    flags: BoolArray, grid: np.ndarray, step: timedelta
+) -> list[tuple[pd.Timestamp, pd.Timestamp, int]]:
+    """The runs of consecutive flagged intervals of ``grid`` (datetime64[ns], UTC, ``step``
+    apart): from the first one's start to the last one's end, and how many intervals."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(flags, dtype=int), [0]])))
+    return [
+        (_ts(grid[first]), _ts(grid[stop - 1] + np.timedelta64(step)), int(stop - first))
+        for first, stop in zip(edges[::2], edges[1::2], strict=True)
+    ]
+
+
 def describe_gap(begin: pd.Timestamp, end: pd.Timestamp) -> str:
     return f"{_at(begin)} to {_at(end)} ({duration(end - begin)})"
 

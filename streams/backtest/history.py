@@ -22,7 +22,9 @@ Bad history never gives a silent wrong answer. Rows are removed, never repaired,
 removal is kept with its time and reason (:attr:`GridHistory.removed`), so a window of the
 table reports only what happened inside it: rows the source flags, rows without a price, prices
 outside the market's bounds or equal to a well-known sentinel, carbon outside physical bounds
-(the carbon value only), duplicate intervals (the last row kept). Unsorted rows are sorted.
+(the carbon value only), duplicate intervals (the last row kept). Rows out of time order are
+sorted (each is kept in :attr:`GridHistory.removed` as ``sorted``, so a window says how many of
+its rows were), and the interval length is read from the sorted rows.
 Timestamps with explicit offsets (also mixed ones, across a DST change) are parsed to UTC;
 naive ones need the mapping's ``timezone``. A hashprice outside plausible bounds is refused (it
 is a unit mistake, not a bad row). Gaps are left as gaps: what a backtest assumes through them
@@ -195,8 +197,11 @@ def data_file(data_dir: Path | None, relative: Path) -> Path:
 
 REMOVED_COLUMNS = ("interval_start_utc", "node", "category", "reason", "value")
 #: Categories of removals: rows the source flags, rows with an unusable price, duplicate
-#: intervals, and carbon values outside physical bounds (the row itself is kept).
-CATEGORIES = ("skipped", "dropped", "duplicate", "carbon")
+#: intervals, carbon values outside physical bounds (the row itself is kept), and rows that
+#: came after a later row in the file (kept, sorted into place: nothing removed, but said).
+CATEGORIES = ("skipped", "dropped", "duplicate", "carbon", "sorted")
+#: How the rows a file had out of time order are told (after "<node>: <n> rows ").
+SORTED_REASON = "out of time order in the file, sorted (nothing dropped)"
 
 
 @dataclass
@@ -204,7 +209,8 @@ class GridHistory:
     """A checked history table (canonical columns, sorted, UTC) and what was removed from it.
 
     ``labels`` are notes about the whole table (e.g. that it is SYNTHETIC); ``removed`` has one
-    row per removed row or value: its interval start, node, reason and the value removed.
+    row per removed row or value (its interval start, node, reason and the value removed) and
+    one per row the file had out of time order (category ``sorted``: kept, sorted into place).
     """
 
     frame: pd.DataFrame
@@ -212,7 +218,6 @@ class GridHistory:
     labels: list[str]
     source: str
     removed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REMOVED_COLUMNS))
-    resorted: bool = False
     #: Contracted carbon-free supply expected per site and hour (a shaped PPA, published as
     #: ``grid.ppa.v1`` forecasts; columns ``streams.backtest.ppa.PPA_COLUMNS``), or None.
     ppa: pd.DataFrame | None = None
@@ -234,26 +239,33 @@ class GridHistory:
             self.labels,
             self.source,
             cut(self.removed),
-            self.resorted,
             None if self.ppa is None else cut(self.ppa),
         )
 
     @property
+    def resorted(self) -> bool:
+        """Whether rows of this (windowed) table were out of time order in the file."""
+        return bool((self.removed["category"] == "sorted").any())
+
+    @property
     def notes(self) -> list[str]:
-        """What was done to the rows of this (windowed) table, one line each."""
+        """What was done to the rows of this (windowed) table, one line each (a re-sort too:
+        it is a removal note of category ``sorted``)."""
         notes = list(self.labels)
-        if self.resorted:
-            notes.append("rows were not in time order: sorted")
         notes += removal_notes(self.removed)
         notes += gap_notes(self.frame, self.step_minutes)
         return notes
 
 
 def removal_notes(removed: pd.DataFrame) -> list[str]:
-    """One line per node and reason: how many rows, and the first few times and values."""
+    """One line per node and reason: how many rows, and the first few times and values (rows
+    only sorted into place: how many, the times would say nothing)."""
     notes = []
     for (node, reason), group in removed.groupby(["node", "reason"], sort=False):
         count = len(group)
+        if reason == SORTED_REASON:
+            notes.append(f"{node}: {plural(count, 'row')} {reason}")
+            continue
         shown = ", ".join(
             f"{_number(v)} at {t:%Y-%m-%d %H:%M}Z" if not math.isnan(v) else f"{t:%Y-%m-%d %H:%M}Z"
             for t, v in zip(group["interval_start_utc"][:3], group["value"][:3], strict=True)
@@ -340,8 +352,10 @@ def read_history(path: Path, mapping: Mapping | None = None) -> GridHistory:
         frame["interval_end_utc"] = _to_utc(
             frame["interval_end_utc"], mapping.timezone, path, "interval_end_utc"
         )
+    # The step is read from the rows in time order: a table written newest first (or shuffled)
+    # has no positive (or no usual) distance between consecutive rows as written.
     step = mapping.step_minutes or _infer_step(frame)
-    frame, resorted = _clean(frame, path, mapping.price_bounds, removed)
+    frame = _clean(frame, path, mapping.price_bounds, removed)
     if "interval_end_utc" not in frame.columns:
         frame["interval_end_utc"] = frame["interval_start_utc"] + pd.Timedelta(minutes=step)
     frame = frame.reset_index(drop=True)
@@ -352,7 +366,7 @@ def read_history(path: Path, mapping: Mapping | None = None) -> GridHistory:
         if found
         else pd.DataFrame(columns=REMOVED_COLUMNS)
     )
-    return GridHistory(frame, step, [], str(path), removals.reset_index(drop=True), resorted)
+    return GridHistory(frame, step, [], str(path), removals.reset_index(drop=True))
 
 
 def _canonical(
@@ -441,9 +455,9 @@ def _removal(rows: pd.DataFrame, category: str, reason: str, column: str | None)
 
 def _clean(
     frame: pd.DataFrame, path: Path, bounds: tuple[float, float], removed: list[pd.DataFrame]
-) -> tuple[pd.DataFrame, bool]:
-    """Drop rows without a usable price, null carbon outside physical bounds, sort, and keep
-    the last of duplicate intervals."""
+) -> pd.DataFrame:
+    """Drop rows without a usable price, null carbon outside physical bounds, sort (noting the
+    rows that were out of order), and keep the last of duplicate intervals."""
     price = frame["price_usd_per_mwh"]
     no_price = price.isna()
     removed.append(_removal(frame[no_price], "dropped", "without a price dropped", None))
@@ -478,7 +492,7 @@ def _clean(
             frame = frame.assign(carbon_g_per_kwh=carbon.where(~bad))
     if frame.empty:
         raise GridshiftError(f"{path}: no rows with a usable price")
-    resorted = not frame["interval_start_utc"].is_monotonic_increasing
+    removed.append(_removal(_out_of_order(frame), "sorted", SORTED_REASON, None))
     frame = frame.sort_values(["interval_start_utc", "node"], kind="stable")
     duplicated = frame.duplicated(["interval_start_utc", "node"], keep="last")
     removed.append(
@@ -489,7 +503,17 @@ def _clean(
             None,
         )
     )
-    return frame[~duplicated].copy(), resorted
+    return frame[~duplicated].copy()
+
+
+def _out_of_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that start before a row of their node written above them (none in a sorted
+    table; all but the first in one written newest first). Per node: a table written node by
+    node, each in time order, is in order."""
+    nodes = frame["node"]
+    latest = frame["interval_start_utc"].groupby(nodes).cummax()
+    before = latest.groupby(nodes).shift()
+    return frame[(frame["interval_start_utc"] < before).to_numpy(dtype=bool)]
 
 
 def check_hashprice(
@@ -550,8 +574,10 @@ def _to_utc(column: pd.Series, timezone: str | None, path: Path, name: str) -> p
 
 
 def _infer_step(frame: pd.DataFrame) -> int:
-    """The usual distance between a node's consecutive rows (gaps and repeats aside)."""
-    deltas = frame.groupby("node")["interval_start_utc"].diff().dropna()
+    """The usual distance between a node's consecutive rows in time order (gaps and repeats
+    aside), whatever order the file has them in."""
+    ordered = frame.sort_values("interval_start_utc", kind="stable")
+    deltas = ordered.groupby("node")["interval_start_utc"].diff().dropna()
     deltas = deltas[deltas > pd.Timedelta(0)]
     if deltas.empty:
         return 60

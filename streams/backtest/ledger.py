@@ -2,28 +2,76 @@
 decisions assumed, so that nothing assumed is silent.
 
 Built once per run from the alignments (observed / held / missing per series), the rows removed
-while reading, the warm-up, a clipped period and the gridshift decisions' notes; rendered as the
-report's "Data treatment" section and as one-line notes. Counts cover the backtest window only.
-It computes no coverage itself (:mod:`streams.backtest.coverage` does).
+(or sorted) while reading, what the 4CP list and the reserve-price tables cover
+(:class:`SideSources`), the warm-up, a clipped period and the gridshift decisions' notes;
+rendered as the report's "Data treatment" section and as one-line notes. Counts cover the
+backtest window only. It reads no file and aligns no series itself
+(:mod:`streams.backtest.coverage` does).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from streams.backtest.coverage import Alignment, HoldRules, Window, describe_gap
-from streams.backtest.history import duration, plural, removal_notes
+from streams.backtest.coverage import (
+    Alignment,
+    BoolArray,
+    HoldRules,
+    Window,
+    describe_gap,
+    stretches,
+)
+from streams.backtest.flexible import MCPC_COLUMNS
+from streams.backtest.history import duration, plural, removal_notes, utc_values
 from streams.backtest.notes import tell
 from streams.backtest.run import Actuals
+from streams.engine.coincident_peak import CENTRAL
 from streams.engine.fleet import Fleet
 
 #: Gaps listed one by one per series; more are counted.
 LISTED_GAPS = 5
+#: The months whose peaks the 4CP charge is taken at (Central time).
+SUMMER = range(6, 10)
+_MONTHS = ("", "January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SideSources:
+    """What the 4CP list and the reserve-price tables cover, for the data treatment (built
+    where a backtest reads them; None where the scenario has no such table)."""
+
+    #: ``(year, month)`` of every interval the 4CP list has.
+    peak_months: frozenset[tuple[int, int]] | None = None
+    #: Per reserve product, per backtest interval: whether its hour has a clearing price.
+    reserve_known: dict[str, BoolArray] | None = None
+    reserve_source: str = ""
+
+
+def listed_months(table: pd.DataFrame) -> frozenset[tuple[int, int]]:
+    """The ``(year, month)`` pairs of a 4CP table (``read_4cp``: ``year``, ``month``)."""
+    return frozenset(zip(table["year"].astype(int), table["month"].astype(int), strict=True))
+
+
+def clearing_known(table: pd.DataFrame, starts: Sequence[datetime]) -> dict[str, BoolArray]:
+    """Per product, per backtest interval: whether the MCPC table (``read_mcpc``) has a
+    clearing price for its hour (a product the table lacks: never)."""
+    grid = pd.DatetimeIndex(starts).tz_convert("UTC").floor("h")
+    indexed = table.set_index("start_utc")
+    return {
+        product: (
+            indexed[product].reindex(grid).notna().to_numpy()
+            if product in indexed.columns
+            else np.zeros(len(grid), dtype=bool)
+        )
+        for product in MCPC_COLUMNS.values()
+    }
 
 
 @dataclass(frozen=True)
@@ -77,10 +125,15 @@ class DataLedger:
             f"{r.dropped:,} | {r.skipped:,} | {r.duplicates:,} |"
             for r in self.rows
         ]
+        reserve = (
+            ", one missing a reserve price pays no reserve revenue"
+            if any(r.series.endswith(" reserve price") for r in self.rows)
+            else ""
+        )
         lines += [
             "",
             "Intervals are the backtest's; an interval missing a price or the hashprice is not "
-            "scored for any strategy, one missing carbon is left out of the emissions.",
+            f"scored for any strategy, one missing carbon is left out of the emissions{reserve}.",
             "",
         ]
         items = ([f"**{self.clipped}**"] if self.clipped else []) + self.lines
@@ -106,8 +159,10 @@ def build_ledger(
     watchdog: timedelta,
     decision_notes: Counter[str],
     decisions: int,
+    sides: SideSources | None = None,
 ) -> DataLedger:
-    """The ledger of one run (``removed``: the removals of the window's rows)."""
+    """The ledger of one run (``removed``: the removals, and rows sorted, of the window's
+    rows; ``sides``: what the 4CP list and reserve prices cover)."""
     region_of = {s.price_node: s.carbon_region for s in fleet.sites}
     rows: list[LedgerRow] = []
     lines: list[str] = []
@@ -136,6 +191,10 @@ def build_ledger(
                 count(key, "duplicate"),
             )
         )
+    sides = sides or SideSources()
+    reserve_rows, reserve_lines = _reserve_prices(fleet, act, sides)
+    rows += reserve_rows
+    lines += _missing_peaks(sides, act.starts)
     if act.warmup:
         first = act.starts[0]
         end = act.starts[act.warmup] if act.warmup < len(act.starts) else act.starts[-1]
@@ -162,6 +221,7 @@ def build_ledger(
         )
     for a in carbon.values():
         lines += _carbon(a, fleet, hold)
+    lines += reserve_lines
     if hashprice.series.constant:
         lines.append(f"hashprice: {hashprice.series.source} for every interval")
     start, end = pd.Timestamp(act.starts[0]), pd.Timestamp(act.starts[-1])
@@ -186,6 +246,59 @@ def build_ledger(
         for text, n in sorted(told.items(), key=lambda item: -item[1])
     ]
     return DataLedger(rows, lines, notes, window.clipped)
+
+
+def _missing_peaks(sides: SideSources, starts: Sequence[datetime]) -> list[str]:
+    """Each June-September month the window touches that the 4CP list lacks: the charge is not
+    scored there (no peak is known), which a "no peak in window" would otherwise hide."""
+    if sides.peak_months is None or not starts:
+        return []
+    local = pd.DatetimeIndex(starts).tz_convert(CENTRAL)
+    touched = {(y, m) for y, m in zip(local.year, local.month, strict=True) if m in SUMMER}
+    lacking = sorted(touched - sides.peak_months)
+    lines = []
+    for year in sorted({y for y, _ in lacking}):
+        if not any((year, m) in sides.peak_months for m in SUMMER):
+            lines.append(
+                f"4CP list has no intervals for {year} (missing in the source): the 4CP charge "
+                f"is not scored for June-September {year}"
+            )
+            continue
+        months = " and ".join(f"{_MONTHS[m]} {year}" for y, m in lacking if y == year)
+        lines.append(
+            f"4CP list has no interval for {months} (missing in the source): the 4CP charge "
+            f"is not scored for {months}"
+        )
+    return lines
+
+
+def _reserve_prices(
+    fleet: Fleet, act: Actuals, sides: SideSources
+) -> tuple[list[LedgerRow], list[str]]:
+    """A row per reserve product the fleet sells, and the stretches without a clearing price:
+    reserve held there is paid nothing, for every strategy."""
+    if sides.reserve_known is None or not act.starts:
+        return [], []
+    products = list(dict.fromkeys(p for site in fleet.sites for p in site.reserve_products))
+    grid = utc_values(pd.DatetimeIndex(act.starts))
+    step = timedelta(hours=act.hours)
+    rows, lines = [], []
+    never = np.zeros(len(grid), dtype=bool)
+    for product in products:
+        known = sides.reserve_known.get(product, never)
+        missing = int((~known).sum())
+        label, source = f"{product} reserve price", sides.reserve_source
+        rows.append(LedgerRow(label, source, int(known.sum()), 0, missing, 0, 0, 0))
+        if missing:
+            gaps = stretches(~known, grid, step)
+            listed = "; ".join(describe_gap(begin, end) for begin, end, _ in gaps[:LISTED_GAPS])
+            more = len(gaps) - LISTED_GAPS
+            tail = f"; and {plural(more, 'more gap')}" if more > 0 else ""
+            lines.append(
+                f"{label} ({source}): {plural(missing, 'interval')} without a clearing price: "
+                f"{listed}{tail}; reserve held in them is paid nothing, for every strategy"
+            )
+    return rows, lines
 
 
 def _carbon(a: Alignment, fleet: Fleet, hold: HoldRules) -> list[str]:

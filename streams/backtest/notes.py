@@ -5,7 +5,8 @@ the last known value", "battery charge unknown (no fresh telemetry): assumed emp
 fallback says why (``fallback_reason``). A backtest keeps only a count per kind: the numbers,
 times and ids in a note are replaced by ``#`` so notes of the same kind count together. Kinds
 the engine is known to write are told in words a reader of the report understands, with the
-reason that applies offline; any other kind is shown as it is, so nothing assumed is silent.
+reason that applies offline; any other kind is shown as it is (its numbers written ``n``), so
+nothing assumed is silent.
 """
 
 from __future__ import annotations
@@ -52,6 +53,26 @@ _TOLD = (
         "known price, where no day-ahead clearing price was published yet",
     ),
     (
+        re.compile(r"^reserve price (\S+) unknown in (\S+) for # steps"),
+        r"\1 reserve price unknown in \2 over horizon steps no clearing price (published, a "
+        r"day earlier or held) covers: the plan valued \1 reserve there at $0",
+    ),
+    (
+        re.compile(r"^reduction baseline for signal .*: the interconnect # MW"),
+        "a grid request's reduction measured from the full interconnect (no telemetry or "
+        "earlier plan yet)",
+    ),
+    (
+        re.compile(r"^reduction baseline for signal .*: last plan's import # MW"),
+        "a grid request's reduction measured from the last plan's import (a backtest has no "
+        "telemetry)",
+    ),
+    (
+        re.compile(r"^reduction baseline for signal .*: import held at the last plan's # MW"),
+        "a grid request re-planned during it: measured so the import stays at the last "
+        "plan's (already reduced) import",
+    ),
+    (
         re.compile(r"^ppa: # of # steps at the flat ppa_mw # MW"),
         "PPA supply assumed flat (ppa_mw) beyond the released PPA forecasts",
     ),
@@ -80,9 +101,10 @@ def note_kind(note: str) -> str:
 
 
 def tell(kind: str) -> str:
-    """What a report says about decisions with notes of ``kind``."""
+    """What a report says about decisions with notes of ``kind`` (a kind not known here: as it
+    is, each number it varies by written ``n``, never the internal ``#``)."""
     for pattern, told in _TOLD:
         match = pattern.match(kind)
         if match:
             return match.expand(told)
-    return kind
+    return kind.replace("#", "n")

@@ -56,7 +56,13 @@ from streams.backtest.flexible import (
     todays_practice_reserve,
 )
 from streams.backtest.history import GridHistory, plural, utc_values
-from streams.backtest.ledger import DataLedger, build_ledger
+from streams.backtest.ledger import (
+    DataLedger,
+    SideSources,
+    build_ledger,
+    clearing_known,
+    listed_months,
+)
 from streams.backtest.plots import (
     LABELS,
     dispatch_figure,
@@ -277,6 +283,7 @@ def run_backtest(
         watchdog=watchdog,
         decision_notes=dispatch["gridshift"].notes,
         decisions=len(dispatch["gridshift"].decisions),
+        sides=extras.sides,
     )
     return BacktestResult(
         scenario,
@@ -363,6 +370,8 @@ class _Extras:
     emergencies: list[GridEmergency] = field(default_factory=list)
     #: Requests in the window the events table lists without a time window (no signal made).
     emergencies_left_out: list[str] = field(default_factory=list)
+    #: What the 4CP list and the reserve prices cover (said in the data treatment).
+    sides: SideSources = field(default_factory=SideSources)
 
 
 def flexible_extras(
@@ -380,6 +389,7 @@ def flexible_extras(
     live: list[tuple[datetime, BaseModel]] = []
     foresight: list[BaseModel] = []
     peaks: list[datetime] = []
+    sides = SideSources()
     forecast: list[tuple[datetime, BaseModel]] = []
     known: list[tuple[datetime, BaseModel]] = []
     cp = scenario.coincident_peak
@@ -410,6 +420,7 @@ def flexible_extras(
             (table["start_utc"] >= pd.Timestamp(start)) & (table["start_utc"] < pd.Timestamp(end))
         ]
         peaks = [t.to_pydatetime() for t in inside["start_utc"]]
+        sides = SideSources(peak_months=listed_months(table))
     mcpc: dict[str, FloatArray] = {}
     rs = scenario.reserves
     if rs is not None:
@@ -420,6 +431,11 @@ def flexible_extras(
         live += schedule
         foresight += [event for _, event in schedule]
         mcpc = mcpc_on_grid(prices_table, starts)
+        sides = SideSources(
+            sides.peak_months,
+            clearing_known(prices_table, starts),
+            ", ".join(f.name for f in files),
+        )
     emergencies: list[GridEmergency] = []
     left_out: list[str] = []
     em = scenario.emergencies
@@ -439,6 +455,7 @@ def flexible_extras(
         peaks_known=known + live,
         emergencies=emergencies,
         emergencies_left_out=left_out,
+        sides=sides,
     )
 
 
@@ -765,8 +782,11 @@ def _flexible_lines(result: BacktestResult) -> list[str]:
             "(MW) at each realised peak in the window:",
             "",
         ]
+        # A summer the 4CP list lacks has no peak to score, not a peak avoided: said here too.
+        unlisted = [line for line in result.ledger.lines if line.startswith("4CP list has no")]
+        none = "no peak in window" + (f" ({'; '.join(unlisted)})" if unlisted else "")
         for name, s in result.scores.items():
-            at = ", ".join(f"{mw:,.1f}" for mw in s.demand_at_peaks_mw) or "no peak in window"
+            at = ", ".join(f"{mw:,.1f}" for mw in s.demand_at_peaks_mw) or none
             lines.append(f"- {result.label(name)}: {at} (charge ${s.peak_charge_usd:,.0f})")
     if sc.reserves is not None:
         lines += ["", "Reserve revenue (MW held x hours x actual MCPC):", ""]

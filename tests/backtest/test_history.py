@@ -62,7 +62,7 @@ def test_gappy_history_is_repaired_and_every_repair_is_reported(tmp_path: Path) 
     history = read_history(write(tmp_path, body), Mapping(constants={"step_minutes": 15}))
     assert list(history.frame["price_usd_per_mwh"]) == [10.0, 33.0, 40.0]
     assert history.notes == [
-        "rows were not in time order: sorted",
+        "NODE: 1 row out of time order in the file, sorted (nothing dropped)",
         "NODE: 1 row without a price dropped (2024-08-20 00:15Z)",
         "NODE: 1 row repeating an interval dropped (the last row kept) (2024-08-20 00:30Z)",
         "NODE: 2 gaps, 4 intervals missing (the first from 2024-08-20 00:15Z, the longest 45 min)",
