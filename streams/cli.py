@@ -400,7 +400,7 @@ def backtest(
     )
     if result.ledger.clipped:
         click.echo(f"gridshift: {result.ledger.clipped}", err=True)
-    click.echo(f"{loaded.title}\n")
+    click.echo(f"{result.heading()}\n")
     click.echo(markdown_table(summary_rows(result)))
     report = write_report(result, out or Path("reports") / loaded.name)
     click.echo(f"\nreport: {report}")
@@ -459,19 +459,31 @@ def replay(
     import pandas as pd  # noqa: PLC0415
 
     from streams.backtest.history import ercot_mapping_path, load_mapping, read_history  # noqa: PLC0415
+    from streams.backtest.scenario import load_scenario, resolve_scenario  # noqa: PLC0415
     from streams.replay import replay_history, scenario_replay  # noqa: PLC0415
     from streams.sdk import Publisher  # noqa: PLC0415
 
+    # The arguments first, each mistake one line, before asking for a broker.
     if (source is None) == (scenario is None):
         raise click.UsageError("give a SOURCE file or --scenario NAME (one of them)")
+    if scenario is not None and (start is None or end is None):
+        raise click.UsageError("--scenario needs --start and --end (UTC)")
+    for given, what in (
+        (source, "SOURCE (a grid history table, CSV or Parquet)"),
+        (mapping, "--mapping (a mapping file, see streams/examples/)"),
+    ):
+        if given is not None and not given.is_file():
+            raise GridshiftError(f"no file {given}: {what}")
+    if scenario is not None:
+        load_scenario(resolve_scenario(scenario))  # an unknown name or a mistake in the file
     settings = _settings(
         ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix, data_dir=data_dir
     )
     connection = _connection(settings)
     extra: list[tuple[datetime, Any]] = []
     if scenario is not None:
-        if start is None or end is None:
-            raise click.UsageError("--scenario needs --start and --end (UTC)")
+        assert start is not None  # checked above, with end
+        assert end is not None
         window = scenario_replay(scenario, settings.data_dir, utc_bound(start), utc_bound(end))
         history, extra = window.history, window.extra
     else:

@@ -127,6 +127,12 @@ class BacktestResult:
         """The data ledger as one line per treatment or assumption."""
         return self.ledger.notes()
 
+    def heading(self) -> str:
+        """The scenario's title, naming the window run when it is not the file's."""
+        starts = self.actuals.starts
+        end = starts[-1] + timedelta(minutes=self.scenario.step_minutes)
+        return self.scenario.heading(starts[0], end)
+
     def regret_usd(self, strategy: str) -> float:
         return self.scores["oracle"].net_margin_usd - self.scores[strategy].net_margin_usd
 
@@ -657,6 +663,8 @@ def _fmt(value: float | str) -> str:
         return value
     if math.isnan(value):
         return "n/a"
+    if value == 0:
+        return "0"  # "0.000" read as a rounded figure ($0.000 of 4CP charge)
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -693,7 +701,7 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
     sites = result.fleet.sites
     end = act.starts[-1] + timedelta(minutes=sc.step_minutes)
     scored = int(act.scored.sum())
-    lines = [f"# Backtest: {sc.title}", ""]
+    lines = [f"# Backtest: {result.heading()}", ""]
     if result.ledger.clipped:
         told = result.ledger.clipped.removeprefix(CLIPPED)
         lines += [f"> **Clipped to the data.** {told[0].upper()}{told[1:]}.", ""]
@@ -711,8 +719,7 @@ def write_report(result: BacktestResult, out_dir: Path) -> Path:
         f"{scored:,} scored (see Data treatment)",
         f"- fleet: {plural(len(sites), 'site')}, "
         f"{sum(s.interconnect_mw for s in sites):,.0f} MW of interconnect",
-        f"- prices known {plural(sc.price_lag_intervals, 'interval')} after they start "
-        "(0 = ex-ante real-time prices); snapshots hold only data available at decision time",
+        f"- {sc.price_timing()}; snapshots hold only data available at decision time",
         f"- run time: gridshift {result.seconds.get('gridshift', 0):.1f} s, "
         f"oracle {result.seconds.get('oracle', 0):.1f} s",
         "",

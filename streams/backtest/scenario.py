@@ -17,6 +17,7 @@ This module reads and checks the files and loads the markets into series
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -63,7 +64,18 @@ _INLINE_READING = ("columns", "step_minutes", "timezone", "skip_when")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # strict: a value of the wrong TOML type is refused, never converted (true is no 1 MW, "60"
+    # no 60 minutes); an integer still reads as a float. Arrays are TOML lists: each tuple field
+    # relaxes only its own list-to-tuple step (``strict=False``), its items stay strict.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def _date_time(value: Any) -> Any:
+    """A scenario's start/end is a TOML date-time or a text one; a number is refused (the lax
+    reading would take it as seconds since 1970)."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError(f"give a date-time with an offset, e.g. 2023-06-01T05:00:00Z (got {value!r})")
 
 
 class MarketSource(_Strict):
@@ -77,7 +89,7 @@ class MarketSource(_Strict):
     step_minutes: int | None = Field(default=None, ge=1, le=1440)
     timezone: str | None = None
     skip_when: dict[str, str] = Field(default_factory=dict)
-    price_bounds_usd_per_mwh: tuple[float, float] | None = None
+    price_bounds_usd_per_mwh: tuple[float, float] | None = Field(default=None, strict=False)
     carbon_file: str | None = None
     carbon_column: str = "ci_direct_gco2eq_per_kwh"
     carbon_time_column: str = "datetime_utc"
@@ -86,6 +98,16 @@ class MarketSource(_Strict):
         description="Use the table's day-ahead prices (if mapped) as the forecast past the last "
         "real-time price; false drops them.",
     )
+
+    @field_validator("columns")
+    @classmethod
+    def _canonical_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        # The mapping's own rule (one check for inline keys and mapping files), at load time.
+        try:
+            Mapping.model_validate({"columns": columns})
+        except ValidationError as exc:
+            raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from exc
+        return columns
 
     @field_validator("price_bounds_usd_per_mwh")
     @classmethod
@@ -111,18 +133,33 @@ class MarketSource(_Strict):
                 shipped() if shipped else paths.resolve(self.mapping, f"{where}.mapping")
             )
         else:
-            mapping = Mapping(
-                timezone=self.timezone,
-                columns=dict(self.columns),
-                constants=MappingConstants(step_minutes=self.step_minutes),
-                skip_when=dict(self.skip_when),
-            )
+            try:
+                mapping = Mapping(
+                    timezone=self.timezone,
+                    columns=dict(self.columns),
+                    constants=MappingConstants(step_minutes=self.step_minutes),
+                    skip_when=dict(self.skip_when),
+                )
+            except ValidationError as exc:  # the inline keys, told like a mapping file's
+                raise GridshiftError(one_line(exc, Mapping, where)) from exc
         if self.price_bounds_usd_per_mwh is not None:
             constants = mapping.constants.model_copy(
                 update={"price_bounds_usd_per_mwh": self.price_bounds_usd_per_mwh}
             )
             mapping = mapping.model_copy(update={"constants": constants})
         return mapping
+
+    @property
+    def priced_day_ahead(self) -> bool:
+        """The node's price is its day-ahead price (one inline source column feeds both, as in
+        an hourly day-ahead table) and the day-ahead prices are kept: each is known at the
+        day-ahead publication, the day before, whatever ``price_lag_intervals`` says."""
+        price = self.columns.get("price_usd_per_mwh")
+        return (
+            self.day_ahead_forecast
+            and price is not None
+            and price == self.columns.get("day_ahead_price_usd_per_mwh")
+        )
 
 
 class HashpriceSource(_Strict):
@@ -152,7 +189,9 @@ class CoincidentPeakSource(_Strict):
 class ReserveSource(_Strict):
     """Day-ahead ancillary-service clearing prices (ERCOT MCPC tables, docs/RESERVES.md)."""
 
-    files: tuple[str, ...] = Field(min_length=1, description="MCPC tables (hourly, UTC column).")
+    files: tuple[str, ...] = Field(
+        min_length=1, strict=False, description="MCPC tables (hourly, UTC column)."
+    )
     region: str = Field(default="ERCOT", description="The sites' carbon_region they price.")
 
 
@@ -176,7 +215,9 @@ class PpaProfileSource(_Strict):
         description="ppa_mw is the nameplate (shape = generation / max) or the average MW "
         "(shape = generation / mean).",
     )
-    sites: tuple[str, ...] = Field(default=(), description="Sites shaped; empty: every site.")
+    sites: tuple[str, ...] = Field(
+        default=(), strict=False, description="Sites shaped; empty: every site."
+    )
     forecast: bool = Field(
         default=True,
         description="Publish the shape as grid.ppa.v1 forecast events, each UTC day's known "
@@ -204,8 +245,9 @@ class Scenario(_Strict):
     name: str
     title: str
     description: str
-    start: AwareDatetime
-    end: AwareDatetime
+    # A TOML date-time or its text (and a sweep's JSON copy): the datetime step stays lax.
+    start: AwareDatetime = Field(strict=False)
+    end: AwareDatetime = Field(strict=False)
     step_minutes: int = Field(default=15, ge=1, le=60)
     price_lag_intervals: int = Field(default=0, ge=0, le=96)
     carbon_neutral_target: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -217,10 +259,12 @@ class Scenario(_Strict):
     reserves: ReserveSource | None = None
     emergencies: EmergencySource | None = None
     ppa: PpaProfileSource | None = None
-    markets: tuple[MarketSource, ...] = Field(min_length=1)
-    sites: tuple[SiteConfig, ...] = ()
-    site_groups: tuple[SiteGroup, ...] = ()
-    pools: tuple[PoolConfig, ...] = ()
+    markets: tuple[MarketSource, ...] = Field(min_length=1, strict=False)
+    sites: tuple[SiteConfig, ...] = Field(default=(), strict=False)
+    site_groups: tuple[SiteGroup, ...] = Field(default=(), strict=False)
+    pools: tuple[PoolConfig, ...] = Field(default=(), strict=False)
+
+    _dates = field_validator("start", "end", mode="before")(_date_time)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -241,6 +285,50 @@ class Scenario(_Strict):
                 raise ValueError(f"ppa.sites: no site {', '.join(unknown)}")
         return self
 
+    @model_validator(mode="after")
+    def _known_regions(self) -> Self:
+        """A region the 4CP charge, reserve prices or emergencies apply to must be a market's:
+        the engine matches regions exactly, so a typo ("ercot", "PJM") would silently apply
+        them to no site (a $0 charge, $0 reserve, 0 MW in every event)."""
+        known = sorted({m.region for m in self.markets})
+        for table, source in (
+            ("coincident_peak", self.coincident_peak),
+            ("reserves", self.reserves),
+            ("emergencies", self.emergencies),
+        ):
+            if source is not None and source.region not in known:
+                guess = closest(source.region, known)
+                hint = f"; did you mean {guess}?" if guess else ""
+                raise ValueError(
+                    f"[{table}] region {source.region!r} is not a region of any market in the "
+                    f"scenario (known: {', '.join(known)}){hint}"
+                )
+        return self
+
+    def heading(self, start: datetime, end: datetime) -> str:
+        """The title for a run over [start, end): the file's title describes the file's period,
+        so a run over another window says which one it ran."""
+        if (start, end) == (self.start, self.end):
+            return self.title
+        run, own = _span(start, end), _span(self.start, self.end)
+        return f"{self.title} (run on {run}, not the file's {own})"
+
+    def price_timing(self) -> str:
+        """When the prices the strategies decide on become known, worded for the markets'
+        kind: day-ahead priced nodes are known the day before, whatever the lag says."""
+        lagged = (
+            f"known {self.price_lag_intervals} interval"
+            f"{'' if self.price_lag_intervals == 1 else 's'} after they start (0 = ex-ante "
+            "real-time prices)"
+        )
+        day_ahead = [m.node for m in self.markets if m.priced_day_ahead]
+        if not day_ahead:
+            return f"prices {lagged}"
+        known = "known at the day-ahead market's publication, the day before delivery"
+        if len(day_ahead) == len(self.markets):
+            return f"prices are day-ahead prices, {known}"
+        return f"prices {lagged}; day-ahead priced at {', '.join(day_ahead)}: {known}"
+
     def fleet(self) -> Fleet:
         """The fleet (validated by :func:`load_scenario`, so this does not fail for a loaded
         scenario)."""
@@ -248,6 +336,12 @@ class Scenario(_Strict):
             SiteConfig.model_validate(s) for group in self.site_groups for s in group.expand()
         ]
         return Fleet(sites=(*self.sites, *expanded), pools=self.pools)
+
+
+def _span(start: datetime, end: datetime) -> str:
+    """``2023-06-01 05:00Z to 2023-10-01 05:00Z`` (UTC, as the report's period line)."""
+    first, last = (t.astimezone(UTC) for t in (start, end))
+    return f"{first:%Y-%m-%d %H:%M}Z to {last:%Y-%m-%d %H:%M}Z"
 
 
 def load_scenario(path: Path) -> Scenario:

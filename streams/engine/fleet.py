@@ -22,7 +22,10 @@ from streams.errors import GridshiftError
 class SiteConfig(BaseModel):
     """One site as the operator describes it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # strict: a value of the wrong TOML type is refused, never converted (interconnect_mw = true
+    # is no 1 MW); an integer still reads as a float. A TOML array arrives as a list: a tuple
+    # field relaxes only that step (``strict=False``), its items stay strict.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     site_id: Identifier
     description: str = ""
@@ -49,6 +52,7 @@ class SiteConfig(BaseModel):
     battery_round_trip_efficiency: float = Field(default=0.88, gt=0.0, le=1.0)
     reserve_products: tuple[ReserveProduct, ...] = Field(
         default=(),
+        strict=False,
         description="Reserve products the site is qualified to sell with its mining load (a "
         "Load Resource: reg_up, rrs, ecrs, non_spin; reg_down would need load to add).",
     )
@@ -137,7 +141,7 @@ class PoolConfig(BaseModel):
     (``sites``: site id -> penalty).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     pool_id: Identifier
     demand_mw: float = Field(ge=0.0)
@@ -162,10 +166,10 @@ class PoolConfig(BaseModel):
 class Fleet(BaseModel):
     """All sites, unique by id, and the inference pools routed between them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    sites: tuple[SiteConfig, ...] = Field(min_length=1)
-    pools: tuple[PoolConfig, ...] = ()
+    sites: tuple[SiteConfig, ...] = Field(min_length=1, strict=False)
+    pools: tuple[PoolConfig, ...] = Field(default=(), strict=False)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
