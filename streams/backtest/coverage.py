@@ -38,7 +38,8 @@ BoolArray = np.ndarray  # of bool
 class HoldRules(BaseModel):
     """How long a value is carried through a gap before the intervals in it count as missing."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # strict: a value of the wrong TOML type is refused, not converted (true is no minute).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     price_minutes: int = Field(
         default=60, ge=0, le=24 * 60, description="Longest price gap held (minutes)."

@@ -83,7 +83,8 @@ HASHPRICE_JUMP = 5.0
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # strict about types too: a value of the wrong TOML type is refused, not converted.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
 
 def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
@@ -110,7 +111,9 @@ class MappingConstants(_Strict):
     region: str | None = Field(default=None, description="Carbon region of every row.")
     step_minutes: int | None = Field(default=None, ge=1, le=1440, description="Interval length.")
     price_bounds_usd_per_mwh: tuple[float, float] = Field(
-        default=DEFAULT_PRICE_BOUNDS, description="Prices outside are dropped and counted."
+        default=DEFAULT_PRICE_BOUNDS,
+        strict=False,  # a TOML array arrives as a list; its numbers stay strict
+        description="Prices outside are dropped and counted.",
     )
 
     @model_validator(mode="before")

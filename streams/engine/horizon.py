@@ -17,7 +17,8 @@ from optimizer import Horizon, SpecError
 class HorizonConfig(BaseModel):
     """How far ahead the worker plans and in which steps."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a value of the wrong TOML type is refused, not converted ("4" is no step count).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     fine_steps: int = Field(default=12, ge=1, le=500, description="Steps near now.")
     fine_minutes: int = Field(default=5, ge=1, le=60, description="Length of a fine step.")

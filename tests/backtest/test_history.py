@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streams.backtest.history import Mapping, load_mapping, read_history
+from streams.backtest.history import Mapping, MappingConstants, load_mapping, read_history
 from streams.errors import GridshiftError
 
 HEADER = "interval_start_utc,price_usd_per_mwh,carbon_g_per_kwh,hashprice_usd_per_th_day\n"
@@ -59,7 +59,9 @@ def test_gappy_history_is_repaired_and_every_repair_is_reported(tmp_path: Path) 
         )
         + "\n"
     )
-    history = read_history(write(tmp_path, body), Mapping(constants={"step_minutes": 15}))
+    history = read_history(
+        write(tmp_path, body), Mapping(constants=MappingConstants(step_minutes=15))
+    )
     assert list(history.frame["price_usd_per_mwh"]) == [10.0, 33.0, 40.0]
     assert history.notes == [
         "NODE: 1 row out of time order in the file, sorted (nothing dropped)",
@@ -95,7 +97,10 @@ def test_naive_local_times_need_a_time_zone_and_dst_is_resolved(tmp_path: Path) 
     with pytest.raises(GridshiftError, match="interval_start_utc has no time zone"):
         read_history(path, Mapping(columns=columns))
     history = read_history(
-        path, Mapping(columns=columns, timezone="America/Chicago", constants={"step_minutes": 30})
+        path,
+        Mapping(
+            columns=columns, timezone="America/Chicago", constants=MappingConstants(step_minutes=30)
+        ),
     )
     starts = list(history.frame["interval_start_utc"].dt.strftime("%H:%M"))
     assert starts == ["05:30", "06:00", "06:30", "07:00", "07:30", "08:00"]
@@ -117,6 +122,16 @@ def test_mapping_files_rename_flag_and_set_constants(tmp_path: Path) -> None:
     bad = write(tmp_path, '[columns]\nwhen = "t"\n', "bad.toml")
     with pytest.raises(GridshiftError, match=r"columns: 'when' is not a canonical column"):
         load_mapping(bad)
+    # Strict about types: "15" is no interval length, and bounds stay numbers.
+    for text, where in (
+        ('[constants]\nstep_minutes = "15"\n', "constants.step_minutes"),
+        ('[constants]\nprice_bounds_usd_per_mwh = [-250, "5000"]\n', "price_bounds_usd_per_mwh"),
+    ):
+        wrong = write(tmp_path, text, "wrong.toml")
+        with pytest.raises(GridshiftError, match=rf"{where}.*: Input should be a valid"):
+            load_mapping(wrong)
+    bounds = write(tmp_path, "[constants]\nprice_bounds_usd_per_mwh = [-250, 5000]\n", "ok.toml")
+    assert load_mapping(bounds).price_bounds == (-250.0, 5000.0)
 
 
 def test_parquet_reads_like_csv(tmp_path: Path) -> None:
@@ -192,7 +207,7 @@ def test_sentinel_and_out_of_bounds_prices_are_dropped_and_counted(tmp_path: Pat
         "NODE: 1 gap, 2 intervals missing (the first from 2024-08-20 00:15Z, the longest 30 min)",
     ]
     # A market's own bounds (ERCOT: offer floor -$250, cap $5,000) drop the $6,000 row too.
-    ercot = Mapping(constants={"price_bounds_usd_per_mwh": (-250.0, 5000.0)})
+    ercot = Mapping(constants=MappingConstants(price_bounds_usd_per_mwh=(-250.0, 5000.0)))
     assert list(read_history(path, ercot).frame["price_usd_per_mwh"]) == [20.0]
 
 

@@ -202,3 +202,22 @@ def test_the_report_and_the_cli_say_the_window_run(tmp_path: Path) -> None:
     assert report.startswith(f"# Backtest: {heading}")
     assert "- prices known 0 intervals after they start (0 = ex-ante real-time prices)" in report
     assert "| 0 |" in report and "| 0.000 |" not in report  # an exact zero is written 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "kind"),
+    [
+        ("fine_steps = 4", 'fine_steps = "4"', "horizon.fine_steps", "integer"),
+        ("hours = 2", "hours = true", "horizon.hours", "number"),
+        ("[horizon]", "[hold]\nprice_minutes = 60.0\n\n[horizon]", "hold.price_minutes", "integer"),
+    ],
+)
+def test_horizon_and_hold_values_of_the_wrong_type_are_refused(
+    tmp_path: Path, old: str, new: str, where: str, kind: str
+) -> None:
+    own_table(tmp_path)
+    path = own_scenario(tmp_path)
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(GridshiftError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"scenario file {path}: {where}: Input should be a valid {kind}"
