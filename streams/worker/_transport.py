@@ -22,15 +22,29 @@ the producer's request timeout (faust: 20 min), and the consumer thread's shutdo
 there). Once the app is stopping, each is bounded here (``STOP_COMMIT_TIMEOUT_S``,
 ``STOP_FLUSH_TIMEOUT_S``, ``CLIENT_STOP_TIMEOUT_S``); what could not be committed is said in one
 log line, and is read again at the next start (at-least-once).
+
+A crashed faust service is told, not left silent. faust's fetcher is one task that reads every
+faust-read topic; when it raises (a record batch its aiokafka consumer cannot decode, say) mode
+marks it crashed and nothing restarts it, so no input of those topics is read again. The fetcher
+here tells the app at once (:meth:`App.service_crashed`, which the worker wires to its
+:class:`~streams.worker.health.Faults`), and :meth:`App.crashed_services` lists every crashed
+service the worker depends on for /health to poll.
+
+faust's data folder (``datadir``: its table stores; the worker keeps no tables) is a temporary
+folder made when the app first starts and removed when it stops: faust's default,
+``<app_id>-data`` in the working directory, left a folder behind at every start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiokafka
@@ -38,6 +52,7 @@ import faust
 from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.consumer import Fetcher
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
@@ -46,6 +61,7 @@ from mode.utils.futures import notify
 from streams.kafka.connection import KafkaConnection
 from streams.kafka.watch import LogLoss
 from streams.worker._client_stop import CLIENT_STOP_TIMEOUT_S, stop_consumer
+from streams.worker.health import FETCHER
 
 log = logging.getLogger(__name__)
 
@@ -470,25 +486,89 @@ class _Producer(faust_aiokafka.Producer):
             )
 
 
+class _Fetcher(Fetcher):
+    """faust's fetcher, which tells the app when it crashes: mode restarts it only on a
+    rebalance (where faust itself cancels it), so until then no faust-read input is read."""
+
+    async def crash(self, reason: BaseException) -> None:
+        await super().crash(reason)
+        # A cancel during a rebalance is faust's own restart of the fetcher, not a fault.
+        if not isinstance(reason, asyncio.CancelledError) and isinstance(self.app, App):
+            self.app.service_crashed(FETCHER, reason)
+
+
 class Transport(faust_aiokafka.Transport):
-    """aiokafka transport whose worker consumer honours ``App.fetch_max_wait_ms`` and whose
-    clients stop within bounds."""
+    """aiokafka transport whose worker consumer honours ``App.fetch_max_wait_ms``, whose
+    clients stop within bounds and whose fetcher says when it crashes."""
 
     Consumer: ClassVar[type[Any]] = _Consumer
     Producer: ClassVar[type[Any]] = _Producer
+    Fetcher: ClassVar[type[Any]] = _Fetcher
 
 
 class App(faust.App):
-    """A faust App that builds :class:`Transport` and carries the consumer fetch wait."""
+    """A faust App that builds :class:`Transport`, carries the consumer fetch wait, tells of
+    its crashed services, and keeps its data folder in a temporary folder while it runs."""
 
     logger = logging.getLogger("faust.app.base")
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: Told ``(part, error)`` when a faust service crashes (the worker's faults).
+        self.on_service_crash: Callable[[str, BaseException], None] | None = None
+        #: faust's data folder while the app runs (None before its first start, after its stop).
+        self.temporary_datadir: Path | None = None
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+    # ------------------------------------------------------------------ crashes
+    def service_crashed(self, part: str, reason: BaseException) -> None:
+        """``part`` (a faust service) crashed: said in the log and told to whoever listens."""
+        log.error(
+            "faust service crashed: the worker reads or delivers nothing more through it until "
+            "it is restarted",
+            extra={"part": part, "error": repr(reason)},
+        )
+        if self.on_service_crash is not None:
+            self.on_service_crash(part, reason)
+
+    def crashed_services(self) -> dict[str, BaseException]:
+        """The faust services the worker depends on that have crashed, with why: the fetcher,
+        the consumer, the producer, the app itself (a crash marks the services above it too:
+        only the first named of those that share a reason is listed)."""
+        found: dict[str, BaseException] = {}
+        fetcher = self.__dict__.get("_fetcher")  # faust builds it on first use; not here
+        for part, service in (
+            (FETCHER, fetcher),
+            ("faust consumer", self._consumer),
+            ("faust producer", self._producer),
+            ("faust app", self),
+        ):
+            reason = _crash_reason(service)
+            if reason is not None and all(reason is not seen for seen in found.values()):
+                found[part] = reason
+        return found
+
+    # ------------------------------------------------------------------ data folder
+    async def on_first_start(self) -> None:
+        """faust's data folder in a fresh temporary folder (faust makes its subfolders)."""
+        self.temporary_datadir = Path(tempfile.mkdtemp(prefix=f"gridshift-{self.conf.id}-faust-"))
+        self.conf.datadir = self.temporary_datadir
+        await super().on_first_start()
+
+    async def on_stop(self) -> None:
+        try:
+            await super().on_stop()
+        finally:
+            self.remove_datadir()
+
+    def remove_datadir(self) -> None:
+        """Remove the temporary data folder (nothing in it outlives the app: no tables)."""
+        if self.temporary_datadir is not None:
+            shutil.rmtree(self.temporary_datadir, ignore_errors=True)
+            self.temporary_datadir = None
 
     async def _producer_flush(self, logger: Any) -> None:
         """faust's last producer flush of the app's stop, bounded by ``STOP_FLUSH_TIMEOUT_S``."""
@@ -502,6 +582,16 @@ class App(faust.App):
                 "start (at-least-once)",
                 extra={"timeout_s": STOP_FLUSH_TIMEOUT_S},
             )
+
+
+def _crash_reason(service: Any) -> BaseException | None:
+    """Why a mode service crashed (None: it did not, or a rebalance's cancel restarted it)."""
+    if service is None or not getattr(service, "crashed", False):
+        return None
+    reason = getattr(service, "crash_reason", None)
+    if isinstance(reason, asyncio.CancelledError):
+        return None
+    return reason if isinstance(reason, BaseException) else RuntimeError("crashed")
 
 
 def started_consumer(app: faust.App) -> _Consumer | None:

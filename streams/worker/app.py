@@ -6,7 +6,8 @@ creates them before it starts, and the broker watch built here keeps checking th
 every delivery (decisions, dead letters, routed copies) on them. When it finds the broker lost
 topics (and their log), it has the ledger, faust's consumer and the telemetry lane forget that log
 before any delivery resumes. The parts report their trouble to one
-:class:`~streams.worker.health.Faults`, which /health reads.
+:class:`~streams.worker.health.Faults`, which /health reads; so do faust's own services (its
+fetcher, which reads every input but telemetry, its consumer and producer) when they crash.
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
     metrics = Metrics()
     hub = DecisionHub()
     faults = Faults(on_failure=metrics.failed)
+    # A crashed faust service (its fetcher reads every input but telemetry) is a fault: told
+    # at once by the fetcher, polled for the rest at every health check.
+    app.on_service_crash = faults.service_crashed
+    faults.services.append(app.crashed_services)
     watch = BrokerWatch(
         connection,
         api_versions_probe(*connection.first_broker()),

@@ -3,8 +3,9 @@
 One :class:`HealthReport` per question: it is healthy only when no problem was found, and every
 problem is one line that starts with the part it concerns and says what is wrong, so an operator
 reading /health (or a supervisor that only sees 503) knows where to look. The checks: the broker
-answers; the background tasks (telemetry lane, broker watch) run; no ingest agent or the
-re-planner crashed; no part is failing to deliver (:class:`Faults`); every topic exists; the
+answers; the background tasks (telemetry lane, broker watch) run; no ingest agent, the
+re-planner, or a faust service the worker reads through (its fetcher, consumer, producer)
+crashed; no part is failing to deliver (:class:`Faults`); every topic exists; the
 decision clock is near the wall clock; and inputs do not go undecided for long. The facts say
 what the worker waits for (:func:`waiting_for`: no hashprice yet, no real-time price for a node
 yet) and which inputs matched no site of the fleet.
@@ -86,19 +87,46 @@ def describe(error: BaseException | str) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+#: The part name of faust's fetcher (it reads every input topic but telemetry).
+FETCHER = "input fetcher"
+#: A crashed service's note: what became of the inputs (faust's fetcher reads them all).
+SERVICE_CRASH_NOTES = {
+    FETCHER: (
+        "nothing more is read from any input topic but telemetry: no decision, no dead letter "
+        "for them; restart the worker (a record it cannot read is then named at its start)"
+    ),
+}
+SERVICE_CRASH_NOTE = "the worker may read or deliver nothing more through it; restart the worker"
+
+
 class Faults:
     """What the parts of the worker report going wrong.
 
     *Failing* parts (a delivery that is retried, a telemetry batch read again) are cleared by
-    their next success. *Crashed* parts (an ingest agent whose body raised, the re-planner) stay
-    reported until the worker restarts: faust restarts a crashed agent, but may have committed
-    past what it had read, so an operator must know.
+    their next success. *Crashed* parts (an ingest agent whose body raised, the re-planner, a
+    faust service) stay reported until the worker restarts: faust restarts a crashed agent, but
+    may have committed past what it had read, so an operator must know; a crashed faust fetcher
+    reads nothing more at all.
     """
 
     def __init__(self, on_failure: Callable[[str], None] | None = None) -> None:
         self.on_failure = on_failure
         self.failing: dict[str, Fault] = {}
         self.crashed: dict[str, Fault] = {}
+        #: Polled for crashed services at every check (``{part: error}``): what crashed without
+        #: telling (:meth:`service_crashed` is told at once, with the exact time).
+        self.services: list[Callable[[], Mapping[str, BaseException]]] = []
+
+    def service_crashed(self, part: str, error: BaseException) -> None:
+        """A faust service (``part``) crashed: sticky, with what it means for the inputs."""
+        if part not in self.crashed:
+            self.crash(part, error, note=SERVICE_CRASH_NOTES.get(part, SERVICE_CRASH_NOTE))
+
+    def poll_services(self) -> None:
+        """Record the crashed services the polls find and were not told of."""
+        for poll in self.services:
+            for part, error in poll().items():
+                self.service_crashed(part, error)
 
     def fail(self, part: str, error: BaseException | str, *, where: str | None = None) -> None:
         """``part`` (at ``where``, e.g. the input topic) failed and will retry."""
@@ -292,6 +320,7 @@ class WorkerHealth:
                 problem("background_tasks", f"{name}: stopped ({tasks[name]})")
         if self.faults is None:
             return tasks
+        self.faults.poll_services()
         for part, fault in sorted(self.faults.crashed.items()):
             note = fault.note or (
                 "inputs it had read may have been committed past; restart the worker to read "

@@ -12,13 +12,20 @@ book (:class:`~streams.engine.reserves.CommitmentBook`) is rebuilt from the work
 published decisions (``dispatch.decision.v1``, every one lists the sold hours of its horizon):
 an hour sold before a restart stays sold, and is held, after it (:func:`restore_commitments`).
 Sites handed over by another worker get both (:func:`catch_up`).
+
+A record that cannot be read (a record batch its consumer cannot decode: corrupt, or compressed
+with a codec whose library is missing) stops the start with one line naming its topic,
+partition and offset and how to skip it (:class:`UnreadableRecordError`), when it lies below the
+committed offset (the state would silently miss it) or at it (the live consumer would stop
+there: faust's fetcher crashes, the telemetry lane fails on it for ever). Nothing is skipped
+without the operator: the record stays where it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -27,12 +34,38 @@ from schemas import DECISION_TOPIC, INPUT_TOPICS, SITE_KEYED_INPUTS, DispatchDec
 from streams.engine.ingest import ingest
 from streams.engine.reserves import CommitmentBook
 from streams.engine.state import Applied, FleetState
+from streams.errors import GridshiftError
 from streams.kafka.connection import KafkaConnection
 from streams.settings import Settings
+from streams.worker.health import describe
 from streams.worker.routing import ROUTED_TOPIC, RoutingError, owned_sites, unframe
 from streams.worker.telemetry import TELEMETRY, lane_group
 
 log = logging.getLogger(__name__)
+
+#: How long one fetch of the replay waits for records (the replay ends at known offsets).
+FETCH_WAIT_MS = 500
+
+
+class UnreadableRecordError(GridshiftError):
+    """A record the start cannot read: where it is, why, and how to skip it."""
+
+    def __init__(
+        self, tp: TopicPartition, offset: int, error: BaseException, group: str, bootstrap: str
+    ) -> None:
+        self.tp, self.offset, self.error = tp, offset, error
+        skip = offset + 1
+        super().__init__(
+            f"cannot start: {tp.topic} partition {tp.partition} offset {offset}: the record "
+            f"there cannot be read ({describe(error)}), nor anything after it on that partition. "
+            "If the error names a compression codec, reinstall gridshift (it depends on "
+            "aiokafka[lz4,snappy,zstd]); if the record is corrupt, skip it by committing offset "
+            f"{skip} for consumer group {group} on that partition, every worker of the group "
+            "stopped (Apache Kafka: kafka-consumer-groups.sh "
+            f"--bootstrap-server {bootstrap} --group {group} --topic {tp.topic}:{tp.partition} "
+            f"--reset-offsets --to-offset {skip} --execute; the embedded broker takes the commit "
+            "only from a consumer that has joined the group) and start again"
+        )
 
 
 async def rebuild_state(
@@ -43,7 +76,8 @@ async def rebuild_state(
     timeout_s: float = 120.0,
     only_partitions: frozenset[int] | None = None,
 ) -> int:
-    """Fold every committed input into ``state``; return how many were applied.
+    """Fold every committed input into ``state``; return how many were applied. A record it
+    cannot read there, or where the worker resumes reading, raises UnreadableRecordError.
 
     With ``only_partitions``, only those partitions of the site-keyed topics (telemetry, compute
     demand, routed inputs) are read, and the fleet-level topics in full (a worker that owned
@@ -79,11 +113,33 @@ async def rebuild_state(
             )
         finally:
             await lane.stop()
-        if not targets:
+        if not partitions:
             return 0
-        probe.assign(list(targets))
-        await probe.seek_to_beginning(*targets)
-        return await asyncio.wait_for(_replay(probe, targets, names, state, settings), timeout_s)
+        # Every partition, not only those with a commit: the live consumer resumes at the
+        # committed offset or the log's start, and the record there must be readable.
+        probe.assign(partitions)
+        await probe.seek_to_beginning(*partitions)
+        starts = await probe.beginning_offsets(partitions)
+        resume = {tp: max(targets.get(tp, 0), starts[tp]) for tp in partitions}
+        ends = await probe.end_offsets(partitions)
+
+        def fold(topic: str, raw: bytes | None) -> bool:
+            name = names[topic]
+            if name == ROUTED_TOPIC:
+                try:
+                    name, _, raw = unframe(raw)
+                except RoutingError:
+                    return False  # dead-lettered when it was first read
+            return isinstance(ingest(state, name, raw, settings.max_message_bytes), Applied)
+
+        def unreadable(
+            tp: TopicPartition, offset: int, error: BaseException
+        ) -> UnreadableRecordError:
+            group = lane_group(settings.app_id) if tp.topic == telemetry else settings.app_id
+            return UnreadableRecordError(tp, offset, error, group, connection.bootstrap)
+
+        replay = _Replay(probe, fold, unreadable)
+        return await asyncio.wait_for(replay.run(resume, ends), timeout_s)
     finally:
         await probe.stop()
 
@@ -100,33 +156,71 @@ async def _committed(
     return found
 
 
-async def _replay(
-    probe: AIOKafkaConsumer,
-    targets: dict[TopicPartition, int],
-    names: dict[str, str],
-    state: FleetState,
-    settings: Settings,
-) -> int:
-    applied = 0
-    remaining = set(targets)
-    while remaining:
-        batch = await probe.getmany(*remaining, timeout_ms=500)
-        for tp, messages in batch.items():
-            for message in messages:
-                if message.offset >= targets[tp]:
+class _Replay:
+    """Reads the partitions one by one from the log's start up to where the worker resumes,
+    folding each record (``fold``: True when applied), and checks that the record it resumes at
+    can be read.
+
+    One partition at a time: aiokafka drops the records of every partition it had drained in a
+    call when a later partition's batch cannot be decoded, and the error names no partition.
+    """
+
+    def __init__(
+        self,
+        probe: AIOKafkaConsumer,
+        fold: Callable[[str, bytes | None], bool],
+        unreadable: Callable[[TopicPartition, int, BaseException], UnreadableRecordError],
+    ) -> None:
+        self.probe, self.fold, self.unreadable = probe, fold, unreadable
+
+    async def run(self, resume: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> int:
+        """Every partition up to its ``resume`` offset; how many records were applied."""
+        applied = 0
+        for tp in sorted(resume, key=lambda tp: (tp.topic, tp.partition)):
+            applied += await self.partition(tp, resume[tp])
+            if ends.get(tp, 0) > resume[tp]:
+                await self.check_readable(tp, resume[tp], ends[tp])
+        return applied
+
+    async def partition(
+        self, tp: TopicPartition, target: int, *, fold: bool = True, careful: bool = False
+    ) -> int:
+        """Read ``tp`` up to ``target`` (folding each record unless told not to); a batch that
+        cannot be read raises UnreadableRecordError naming it."""
+        applied = 0
+        position = await self.probe.position(tp)
+        while position < target:  # bounded by the caller's timeout and the target
+            try:
+                # Careful (after a fetch failed to decode): one record per call, since aiokafka
+                # dropped that fetch's records before the bad batch; it then stands on it.
+                batch = await self.probe.getmany(
+                    tp, timeout_ms=FETCH_WAIT_MS, max_records=1 if careful else None
+                )
+            except Exception as exc:
+                if careful:
+                    raise self.unreadable(tp, position, exc) from exc
+                careful = True
+                self.probe.seek(tp, position)
+                continue
+            for message in batch.get(tp, ()):
+                if message.offset >= target:
                     break
-                name, raw = names[tp.topic], message.value
-                if name == ROUTED_TOPIC:
-                    try:
-                        name, _, raw = unframe(raw)
-                    except RoutingError:
-                        continue  # dead-lettered when it was first read
-                outcome = ingest(state, name, raw, settings.max_message_bytes)
-                applied += isinstance(outcome, Applied)
-        for tp in list(remaining):
-            if await probe.position(tp) >= targets[tp]:
-                remaining.discard(tp)
-    return applied
+                if fold:
+                    applied += self.fold(tp.topic, message.value)
+            position = await self.probe.position(tp)
+        return applied
+
+    async def check_readable(self, tp: TopicPartition, resume: int, end: int) -> None:
+        """The first fetch the worker makes at ``resume`` can be decoded: the live consumer
+        would stop there otherwise, with nothing that says where. When it cannot, the records
+        up to ``end`` are read one by one to the one that fails (UnreadableRecordError)."""
+        if await self.probe.position(tp) != resume:
+            return  # read past it already
+        try:
+            await self.probe.getmany(tp, timeout_ms=FETCH_WAIT_MS)
+        except Exception:
+            self.probe.seek(tp, resume)
+            await self.partition(tp, end, fold=False, careful=True)
 
 
 async def restore_commitments(
