@@ -197,6 +197,8 @@ def build_worker(settings: Settings, fleet: Fleet, connection: KafkaConnection) 
         planner=planner,
         ledger=ledger,
         reject=agents.reject,
+        reject_all=agents.reject_all,
+        forward=agents.forward_all,
         count=count_telemetry,
         max_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,

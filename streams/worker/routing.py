@@ -7,6 +7,14 @@ record on an internal topic keyed by site id (Kafka Streams' repartition topic).
 the same partition count and the same (murmur2) partitioner, so faust's co-partitioned
 assignment hands a site's telemetry and its routed records to the same worker.
 
+That holds only if producers partition site-keyed inputs the same way: by murmur2 of the site
+id, the Java client's (and aiokafka's) default. librdkafka clients (confluent-kafka, Go, .NET,
+Rust) default to CRC32 (``consistent_random``), and a key that is not the payload's ``site_id``
+(or none) lands anywhere too. Such an input read by a worker that does not own its site is
+forwarded like a fleet-level input: one routed record to the owner's partition, the input
+committed once it is delivered (``streams/worker/agents.py``, ``streams/worker/telemetry.py``).
+It costs a hop, and is counted (``gridshift_inputs_forwarded_total{topic}``).
+
 An input goes out as one routed record per destination partition, not per site (a hub price
 for 100 sites on 4 partitions is 4 records): the value is the source topic's contract name, the
 comma-separated site ids it concerns on that partition, and the original bytes unchanged (no

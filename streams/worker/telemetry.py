@@ -10,7 +10,16 @@ function as every other input, and marks each touched site dirty once per batch.
 Delivery guarantees stay those of the agents: offsets are committed (under the consumer group
 ``<app id>.telemetry``, which never joins; faust's group owns the assignment) only after the
 decisions they caused were delivered, through the same :class:`~streams.worker.acks.AckLedger`;
-rejects go to the dead-letter topic first (``reject`` returns once delivered, and never raises).
+rejects go to the dead-letter topic first (``reject_all`` returns once delivered, and never
+raises). The rejects of one fetch go out together (all sent, their deliveries awaited once, the
+topic confirmed once), not one round trip each: a run of thousands of bad readings no longer
+holds the valid ones behind it for seconds.
+
+A reading of a site this worker does not own (its producer did not partition by murmur2 of the
+site id, as librdkafka clients do by default, or keyed it by something else) is forwarded to the
+owner's partition of the routed topic, the forwards of one fetch together (``forward``: all sent,
+then all deliveries awaited), and its offset is done once they are delivered; it is not decided
+here. A single worker owns every site: nothing is forwarded, the check costs one set lookup.
 
 A broker that lost the telemetry topic lost its log (the embedded broker keeps nothing across a
 restart): :meth:`TelemetryLane.log_lost` forgets the lane's read and committed offsets and reads
@@ -34,7 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +73,23 @@ RETRY_MAX_S = 30.0
 #: the broker watch's ``ready`` until then).
 COMMIT_RESET_TIMEOUT_S = 10.0
 Reject = Callable[[str, Any, Rejection], Awaitable[None]]
+#: Dead-letter a batch: (topic read, [(record, rejection)]); returns once all are delivered.
+RejectAll = Callable[[str, Sequence[tuple[Any, Rejection]]], Awaitable[None]]
+#: Forward readings to their sites' owners: (contract topic, [(site id, raw bytes)]); returns
+#: once every copy is delivered (``Agents.forward_all``).
+Forward = Callable[[str, Sequence[tuple[str, bytes | None]]], Awaitable[None]]
 Count = Callable[[int, int], None]  # (consumed, applied) per partition batch
+
+
+@dataclass
+class _Fetch:
+    """What one fetch holds, sorted out (:meth:`TelemetryLane._read`)."""
+
+    dirty: set[str] = field(default_factory=set)  # sites to decide here
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset per partition
+    rejected: list[tuple[Any, Rejection]] = field(default_factory=list)
+    forwards: list[tuple[str, bytes | None]] = field(default_factory=list)  # (site, raw)
+    counts: list[tuple[int, int]] = field(default_factory=list)  # (read, applied) per partition
 
 
 def lane_group(app_id: str) -> str:
@@ -89,11 +114,20 @@ class TelemetryLane:
     partition_fetch_bytes: int = 4 * 1024 * 1024
     max_records: int = 10_000
     faults: Faults = field(default_factory=Faults)
+    #: The rejects of a fetch together (None: one ``reject`` after the other).
+    reject_all: RejectAll | None = None
+    #: Where readings of sites this worker does not own go (None: decided here, whoever owns
+    #: them; only for a lane without the worker's agents).
+    forward: Forward | None = None
+    #: Readings forwarded to their owner so far.
+    forwarded: int = 0
     consumed: int = 0
     failures: int = 0
     _consumer: AIOKafkaConsumer | None = None
     _held: frozenset[int] = frozenset()
     _next: dict[TopicPartition, int] = field(default_factory=dict)
+    #: Sites folded in by a fetch whose rejects or forwards failed (it is read again).
+    _carried: set[str] = field(default_factory=set)
     _committed: dict[TopicPartition, int] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
     #: The broker watch's log generation as last told, and the one its topic was last lost in.
@@ -198,26 +232,20 @@ class TelemetryLane:
             self._next[tp] = committed
 
     async def _fold(self, batch: Mapping[TopicPartition, list[Any]], generation: int) -> None:
-        """Fold a batch fetched in log ``generation``; park its offsets for the ledger."""
-        dirty: set[str] = set()
-        offsets: dict[TopicPartition, int] = {}
-        for tp, messages in batch.items():
-            if tp.partition not in self._held:
-                continue  # revoked while the fetch was in flight: the new owner reads it
-            applied = 0
-            for message in messages:
-                try:
-                    outcome = ingest(self.state, TELEMETRY, message.value, self.max_bytes)
-                except Exception as exc:
-                    outcome = self._poisoned(message, exc)
-                if isinstance(outcome, Rejection):
-                    await self.reject(self.topic, message, outcome)
-                else:
-                    dirty |= outcome.sites
-                    applied += 1
-            offsets[tp] = messages[-1].offset + 1
-            self.count(len(messages), applied)
-            self.consumed += len(messages)
+        """Fold a batch fetched in log ``generation``; park its offsets for the ledger once its
+        rejects and forwards are delivered."""
+        fetch = self._read(batch)
+        # Sites a failed fetch folded in are decided with the fetch that reads it again (in the
+        # state already, their readings change nothing the second time).
+        fetch.dirty |= self._carried
+        self._carried = set(fetch.dirty)
+        # Delivered before the offsets go to the ledger: nothing is committed ahead of them.
+        await asyncio.gather(self._reject_all(fetch.rejected), self._forward_all(fetch.forwards))
+        self._carried = set()
+        for consumed, applied in fetch.counts:
+            self.count(consumed, applied)
+            self.consumed += consumed
+        dirty, offsets = fetch.dirty, fetch.offsets
         if self._lost_in > generation:
             # Fetched across the loss, from the old log or already from the new one: read the
             # new log again from its start (this fetch moved the position past what it got).
@@ -235,7 +263,50 @@ class TelemetryLane:
             self.ledger.park(self, offsets, generation)
             self.planner.mark_dirty(frozenset(dirty), "telemetry")
         else:
-            await self.ack(offsets)  # only rejects: nothing to decide
+            await self.ack(offsets)  # only rejects or forwards: nothing to decide here
+
+    def _read(self, batch: Mapping[TopicPartition, list[Any]]) -> _Fetch:
+        """Fold each record of the held partitions into the state; sort out what is to be
+        decided here, rejected, or forwarded to the site's owner."""
+        fetch = _Fetch()
+        # Sites read here and decided elsewhere are forwarded (None: decide everything read).
+        owned = self.planner.owned if self.forward is not None else None
+        for tp, messages in batch.items():
+            if tp.partition not in self._held:
+                continue  # revoked while the fetch was in flight: the new owner reads it
+            applied = 0
+            for message in messages:
+                try:
+                    outcome = ingest(self.state, TELEMETRY, message.value, self.max_bytes)
+                except Exception as exc:
+                    outcome = self._poisoned(message, exc)
+                if isinstance(outcome, Rejection):
+                    fetch.rejected.append((message, outcome))
+                    continue
+                applied += 1
+                if owned is None or outcome.sites <= owned:
+                    fetch.dirty |= outcome.sites
+                else:
+                    fetch.forwards.extend((site, message.value) for site in sorted(outcome.sites))
+            fetch.offsets[tp] = messages[-1].offset + 1
+            fetch.counts.append((len(messages), applied))
+        return fetch
+
+    async def _reject_all(self, rejected: list[tuple[Any, Rejection]]) -> None:
+        """Dead-letter a fetch's rejects together; returns once all are delivered."""
+        if not rejected:
+            return
+        if self.reject_all is not None:
+            await self.reject_all(self.topic, rejected)
+            return
+        for message, rejection in rejected:  # one at a time (a lane without the agents)
+            await self.reject(self.topic, message, rejection)
+
+    async def _forward_all(self, forwards: list[tuple[str, bytes | None]]) -> None:
+        """Forward a fetch's readings of other workers' sites; returns once all are delivered."""
+        if forwards and self.forward is not None:
+            await self.forward(TELEMETRY, forwards)
+            self.forwarded += len(forwards)
 
     async def log_lost(self, loss: LogLoss) -> None:
         """The broker lost ``loss.topics``: if telemetry is one, forget the offsets read and
@@ -280,14 +351,17 @@ class TelemetryLane:
         return Rejection("schema_violation", f"not processed: the worker failed on it: {exc!r}")
 
     def lag(self) -> int:
-        """Telemetry events on the owned partitions not read yet (from the last fetch's view)."""
+        """Telemetry events on the owned partitions not read yet (from the last fetch's view).
+        Nothing read there since the start: counted from the committed offset, where reading
+        resumes (from the log's start when none is committed)."""
         consumer = self._require()
         total = 0
         for partition in self._held:
             tp = TopicPartition(self.topic, partition)
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                total += max(0, highwater - self._next.get(tp, 0))
+                resume = max(self._committed.get(tp, -1), 0)
+                total += max(0, highwater - self._next.get(tp, resume))
         return total
 
     async def ack(self, offsets: dict[TopicPartition, int]) -> None:
