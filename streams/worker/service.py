@@ -77,6 +77,7 @@ async def running_worker(settings: Settings, fleet: Fleet, bootstrap: str) -> As
     try:
         await worker.app.start()
     except BaseException:
+        worker.app.remove_datadir()  # faust made it at the start that failed; no stop comes
         await worker.lane.stop()
         await worker.watch.close()
         raise
