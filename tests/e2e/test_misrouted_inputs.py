@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,38 +20,21 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas import ComputeDemandEvent, DispatchDecision
-from streams.kafka.broker import EmbeddedBroker, free_port
-from streams.sdk import DecisionSubscriber, Publisher
+from streams.kafka.broker import EmbeddedBroker
 from streams.worker.routing import partition_of
-from streams.worker.spawn import spawn_worker
 from streams.worker.telemetry import lane_group
 from tests.e2e.harness import (
-    DecisionLog,
     as_json,
     decided_at,
     get_metrics,
     wait_committed,
 )
-from tests.e2e.test_scale_out import SITE_TOML, SITES, wait_owned
+from tests.e2e.test_scale_out import two_workers, wait_owned
 from tests.factories import T0, Q, hashprice, price, telemetry
 
 pytestmark = pytest.mark.e2e
 TELEMETRY = "site.telemetry.v1"
 DEMAND = "compute.demand.v1"
-
-
-def start_worker(
-    bootstrap: str, prefix: str, sites_file: Path, port: int
-) -> subprocess.Popen[bytes]:
-    return spawn_worker(
-        kafka_bootstrap=bootstrap,
-        topic_prefix=prefix,
-        app_id=f"{prefix}misrouted",
-        sites_file=sites_file,
-        http_enabled=True,
-        http_port=port,
-        log_level="WARNING",
-    )
 
 
 def produce_to(bootstrap: str, topic: str, partition: int, key: bytes, value: bytes) -> None:
@@ -79,63 +61,46 @@ def knows_both(site_id: str) -> Callable[[DispatchDecision], bool]:
 async def test_site_keyed_inputs_on_another_workers_partition_reach_the_owner(
     broker: EmbeddedBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
-    sites_file = tmp_path / "fleet.toml"
-    sites_file.write_text("".join(SITE_TOML.format(site_id=s) for s in SITES))
-    ports = [free_port(), free_port()]
-    workers = [start_worker(broker.bootstrap, topic_prefix, sites_file, p) for p in ports]
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            Publisher(broker.bootstrap, topic_prefix=topic_prefix) as publisher,
-            DecisionSubscriber(
-                broker.bootstrap, topic_prefix=topic_prefix, from_beginning=True
-            ) as subscriber,
-        ):
-            log = DecisionLog(aiter(subscriber))
-            owner_sites, other_sites = await wait_owned(session, ports)
-            site = sorted(owner_sites)[0]
-            # A partition the other worker holds: where its owner never reads.
-            wrong = min(partition_of(s, 4) for s in other_sites)
-            assert wrong != partition_of(site, 4)
+    async with two_workers(broker.bootstrap, topic_prefix, tmp_path, "misrouted") as pair:
+        session, publisher, log, ports = pair.session, pair.publisher, pair.log, pair.ports
+        owner_sites, other_sites = await wait_owned(session, ports)
+        site = sorted(owner_sites)[0]
+        # A partition the other worker holds: where its owner never reads.
+        wrong = min(partition_of(s, 4) for s in other_sites)
+        assert wrong != partition_of(site, 4)
 
-            await publisher.publish("market.hashprice.v1", hashprice())
-            await publisher.publish("grid.price.v1", price(0, 25.0))
-            await publisher.flush()
-            readings = as_json(telemetry(site, 0, mining_available_mw=12.0))
-            demand = as_json(
-                ComputeDemandEvent(
-                    interval_start=T0,
-                    interval_end=T0 + Q,
-                    site_id=site,
-                    contracted_floor_mw=3.0,
-                    demand_mw=3.0,
-                    value_usd_per_mwh=1600.0,
-                )
+        await publisher.publish("market.hashprice.v1", hashprice())
+        await publisher.publish("grid.price.v1", price(0, 25.0))
+        await publisher.flush()
+        readings = as_json(telemetry(site, 0, mining_available_mw=12.0))
+        demand = as_json(
+            ComputeDemandEvent(
+                interval_start=T0,
+                interval_end=T0 + Q,
+                site_id=site,
+                contracted_floor_mw=3.0,
+                demand_mw=3.0,
+                value_usd_per_mwh=1600.0,
             )
-            for topic, value in ((TELEMETRY, readings), (DEMAND, demand)):
-                await asyncio.to_thread(
-                    produce_to, broker.bootstrap, topic_prefix + topic, wrong, site.encode(), value
-                )
-
-            decision: DispatchDecision = await log.wait_for(knows_both(site), timeout_s=60)
-            assert decision.site_id in owner_sites
-            # The non-owner committed both (nothing parked for good): its lag is back to 0.
-            app_id = f"{topic_prefix}misrouted"
-            await wait_committed(
-                broker.bootstrap, lane_group(app_id), topic_prefix + TELEMETRY, 1, partition=wrong
+        )
+        for topic, value in ((TELEMETRY, readings), (DEMAND, demand)):
+            await asyncio.to_thread(
+                produce_to, broker.bootstrap, topic_prefix + topic, wrong, site.encode(), value
             )
-            await wait_committed(broker.bootstrap, app_id, topic_prefix + DEMAND, 1, wrong)
-            # Counted where an operator looks for a producer with the wrong partitioner.
-            assert await forwarded_total(session, ports[1], TELEMETRY) == 1.0
-            assert await forwarded_total(session, ports[1], DEMAND) == 1.0
-            assert await forwarded_total(session, ports[0], TELEMETRY) == 0.0
-            await log.close()
 
-            # Nothing in flight on the non-owner: its stop does not wait out the grace.
-            workers[1].send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(workers[1].wait, 60) == 0
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                await asyncio.to_thread(worker.wait, 60)
+        decision: DispatchDecision = await log.wait_for(knows_both(site), timeout_s=60)
+        assert decision.site_id in owner_sites
+        # The non-owner committed both (nothing parked for good): its lag is back to 0.
+        app_id = f"{topic_prefix}misrouted"
+        await wait_committed(
+            broker.bootstrap, lane_group(app_id), topic_prefix + TELEMETRY, 1, partition=wrong
+        )
+        await wait_committed(broker.bootstrap, app_id, topic_prefix + DEMAND, 1, wrong)
+        # Counted where an operator looks for a producer with the wrong partitioner.
+        assert await forwarded_total(session, ports[1], TELEMETRY) == 1.0
+        assert await forwarded_total(session, ports[1], DEMAND) == 1.0
+        assert await forwarded_total(session, ports[0], TELEMETRY) == 0.0
+
+        # Nothing in flight on the non-owner: its stop does not wait out the grace.
+        pair.processes[1].send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(pair.processes[1].wait, 60) == 0

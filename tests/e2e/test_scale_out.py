@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,56 @@ gpu_value_usd_per_mwh = 1600.0
 
 
 def start_worker(
-    bootstrap: str, prefix: str, sites_file: Path, port: int
+    bootstrap: str, prefix: str, sites_file: Path, port: int, app: str = "scale"
 ) -> subprocess.Popen[bytes]:
     return spawn_worker(
         kafka_bootstrap=bootstrap,
         topic_prefix=prefix,
-        app_id=f"{prefix}scale",
+        app_id=f"{prefix}{app}",
         sites_file=sites_file,
         http_enabled=True,
         http_port=port,
         log_level="WARNING",
     )
+
+
+@dataclass
+class TwoWorkers:
+    """Two worker processes of one app on the :data:`SITES` fleet, and a client's tools."""
+
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+    session: aiohttp.ClientSession
+    publisher: Publisher
+    log: DecisionLog
+
+
+@contextlib.asynccontextmanager
+async def two_workers(
+    bootstrap: str, prefix: str, tmp_path: Path, app: str = "scale"
+) -> AsyncIterator[TwoWorkers]:
+    """Both workers started (each stopped at the end if still running), an HTTP session, a
+    publisher and a log of every decision from the beginning."""
+    sites_file = tmp_path / "fleet.toml"
+    sites_file.write_text("".join(SITE_TOML.format(site_id=s) for s in SITES))
+    ports = [free_port(), free_port()]
+    processes = [start_worker(bootstrap, prefix, sites_file, p, app) for p in ports]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            Publisher(bootstrap, topic_prefix=prefix) as publisher,
+            DecisionSubscriber(bootstrap, topic_prefix=prefix, from_beginning=True) as subscriber,
+        ):
+            log = DecisionLog(aiter(subscriber))
+            try:
+                yield TwoWorkers(ports, processes, session, publisher, log)
+            finally:
+                await log.close()
+    finally:
+        for worker in processes:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(worker.wait, 60)
 
 
 def knows_telemetry(site_id: str, interval: int) -> Callable[[DispatchDecision], bool]:
@@ -103,55 +143,38 @@ async def test_two_workers_share_the_fleet_and_hand_over(
     broker: EmbeddedBroker, topic_prefix: str, tmp_path: Path
 ) -> None:
     assert {partition_of(s, 4) for s in SITES} == {0, 1, 2, 3}  # both workers will own sites
-    sites_file = tmp_path / "fleet.toml"
-    sites_file.write_text("".join(SITE_TOML.format(site_id=s) for s in SITES))
-    ports = [free_port(), free_port()]
-    workers = [start_worker(broker.bootstrap, topic_prefix, sites_file, p) for p in ports]
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            Publisher(broker.bootstrap, topic_prefix=topic_prefix) as publisher,
-            DecisionSubscriber(
-                broker.bootstrap, topic_prefix=topic_prefix, from_beginning=True
-            ) as subscriber,
-        ):
-            log = DecisionLog(aiter(subscriber))
-            owned = await wait_owned(session, ports)
-            assert not owned[0] & owned[1]
+    async with two_workers(broker.bootstrap, topic_prefix, tmp_path) as pair:
+        session, publisher, log, ports = pair.session, pair.publisher, pair.log, pair.ports
+        owned = await wait_owned(session, ports)
+        assert not owned[0] & owned[1]
 
-            await publisher.publish("market.hashprice.v1", hashprice())
-            for site in SITES:
-                await publisher.publish(
-                    "site.telemetry.v1", telemetry(site, 0, mining_available_mw=12.0)
-                )
-            await publisher.publish("grid.price.v1", price(0, 25.0))
-            await publisher.flush()
-            for site in SITES:
-                # Telemetry and prices travel on different topics and paths (the batched lane and
-                # the agents), so a site may first be decided on its configured envelope (22 MW)
-                # and re-planned once its telemetry lands; it must end on all that is ready (12).
-                await log.wait_for(knows_telemetry(site, 0), timeout_s=60)
-            decided = [
-                await wait_decided(session, p, mine) for p, mine in zip(ports, owned, strict=True)
-            ]
-            assert decided == owned  # each site decided by its owner only
+        await publisher.publish("market.hashprice.v1", hashprice())
+        for site in SITES:
+            await publisher.publish(
+                "site.telemetry.v1", telemetry(site, 0, mining_available_mw=12.0)
+            )
+        await publisher.publish("grid.price.v1", price(0, 25.0))
+        await publisher.flush()
+        for site in SITES:
+            # Telemetry and prices travel on different topics and paths (the batched lane and
+            # the agents), so a site may first be decided on its configured envelope (22 MW)
+            # and re-planned once its telemetry lands; it must end on all that is ready (12).
+            await log.wait_for(knows_telemetry(site, 0), timeout_s=60)
+        decided = [
+            await wait_decided(session, p, mine) for p, mine in zip(ports, owned, strict=True)
+        ]
+        assert decided == owned  # each site decided by its owner only
 
-            workers[1].send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(workers[1].wait, 60) == 0
-            [survivor] = await wait_owned(session, ports[:1])
-            assert survivor == set(SITES)
+        pair.processes[1].send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(pair.processes[1].wait, 60) == 0
+        [survivor] = await wait_owned(session, ports[:1])
+        assert survivor == set(SITES)
 
-            await publisher.publish("grid.price.v1", price(1, 26.0))
-            await publisher.flush()
-            for site in SITES:
-                # Handed-over sites are caught up from committed history: their telemetry (12 MW
-                # ready) is known. (A decision made a moment before the survivor has read the
-                # uncommitted tail may come first; the one after it must see the telemetry.)
-                await log.wait_for(knows_telemetry(site, 1), timeout_s=60)
-            assert await wait_decided(session, ports[0], set(SITES)) == set(SITES)
-            await log.close()
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                await asyncio.to_thread(worker.wait, 60)
+        await publisher.publish("grid.price.v1", price(1, 26.0))
+        await publisher.flush()
+        for site in SITES:
+            # Handed-over sites are caught up from committed history: their telemetry (12 MW
+            # ready) is known. (A decision made a moment before the survivor has read the
+            # uncommitted tail may come first; the one after it must see the telemetry.)
+            await log.wait_for(knows_telemetry(site, 1), timeout_s=60)
+        assert await wait_decided(session, ports[0], set(SITES)) == set(SITES)
