@@ -25,10 +25,11 @@ day earlier (ERCOT clears the next day at about 13:30, so an hour committed befo
 price of its own yet); else the last known price held. The decision notes how many steps were
 priced each way.
 
-**By the hour in the plan too.** Steps of the same hour (15-minute steps) hold the same MW in
-the plan (``ReserveSnapshot.same_sale_as_previous``): a plan that holds reserve in three
-quarters and drops it in the fourth (to shed mining at a 4CP interval, say) is not a sale the
-market offers.
+**By the hour in the plan too.** Steps of the same open hour (15-minute steps) plan the same
+MW (``ReserveSnapshot.same_sale_as_previous``): a plan that sells reserve in three quarters and
+not the fourth (to shed mining at a 4CP interval, say) is not a sale the market offers. Sold
+hours are not tied: their committed MW are already a floor in every step, and a cap in one
+quarter must cost a shortfall there only.
 
 **Deployment.** A ``reserve_deployment`` grid signal caps the site's import through the signal
 machinery (its ``reduction_mw`` below the site's draw), so mining is curtailed at once; the MW it
@@ -190,9 +191,15 @@ def reserve_inputs(
         f"reserve: {n_sold} of {n} steps in hours sold day-ahead, {n_open} open to sell "
         f"(hours starting {_hours(book.lead)} h or more ahead), {n - n_sold - n_open} closed unsold"
     ]
-    # Reserve is sold by the hour: steps of one hour (15-minute steps) hold the same MW.
-    tied = np.array([k > 0 and hours[k] == hours[k - 1] for k in range(n)], dtype=float)
-    same_hour = tied if tied.any() else None  # hourly steps: nothing to tie
+    # Reserve is sold by the hour: steps of one open hour (15-minute steps) plan the same MW.
+    # Only open hours: a sold hour already holds its committed MW as a floor, and tying it
+    # would let one quarter's cap (a grid request, the GPU floor) cut the held MW of the whole
+    # hour, or push the GPUs below their floor to keep mining for it.
+    tied = np.array(
+        [k > 0 and hours[k] == hours[k - 1] and is_open[k] and is_open[k - 1] for k in range(n)],
+        dtype=float,
+    )
+    same_hour = tied if tied.any() else None  # hourly steps, or no open hour: nothing to tie
     reserves: dict[str, ReserveSnapshot] = {}
     for product in site.reserve_products:
         price, how = prices.get(product, (np.zeros(n), np.full(n, UNKNOWN)))

@@ -282,3 +282,26 @@ def test_hours_are_utc_hours() -> None:
     assert hour_of(datetime(2024, 8, 20, 12, 59, tzinfo=central)) == datetime(
         2024, 8, 20, 17, tzinfo=UTC
     )
+
+
+def test_quarter_hour_steps_of_an_open_hour_are_sold_as_one_and_sold_hours_are_not_tied(
+    state: FleetState,
+) -> None:
+    # 15-minute steps over four hours: hour 0 closed unsold (within the lead), hour 1 sold,
+    # hours 2-3 open. Only the open hours' quarters are tied (the market sells the hour); a
+    # sold hour holds its committed MW quarter by quarter, so a cap in one quarter costs a
+    # shortfall there only.
+    state.apply(price(0, 150.0))
+    for k in range(4):
+        state.apply(mcpc(T0 + k * H, 70.0))
+    book = CommitmentBook(lead=2 * H, sold={SITE: {T0 + H: {"ecrs": 6.0, "rrs": 0.0}}})
+    view = build_snapshot(state, state.sites[SITE], Horizon((15,) * 16), book=book)
+    assert view is not None
+    tied = view.snapshot.reserves["ecrs"].same_sale_as_previous
+    assert tied is not None
+    open_hour = [0.0, 1.0, 1.0, 1.0]
+    assert tied.tolist() == [0.0] * 4 + [0.0] * 4 + open_hour + open_hour
+    # Hourly steps: nothing to tie, and the snapshot says so (its version unchanged).
+    hourly = build_snapshot(state, state.sites[SITE], Horizon((60,) * 4), book=book)
+    assert hourly is not None
+    assert hourly.snapshot.reserves["ecrs"].same_sale_as_previous is None
