@@ -160,6 +160,7 @@ def publish(
 
     Every line is validated first; if any is invalid nothing is sent.
     """
+    from streams.engine.codec import loads_unique  # noqa: PLC0415
     from streams.sdk import Publisher, validate_event  # noqa: PLC0415
 
     settings = _settings(ctx, kafka_bootstrap=bootstrap, topic_prefix=topic_prefix)
@@ -169,8 +170,8 @@ def publish(
         if not line.strip():
             continue
         try:
-            events.append(validate_event(topic, json.loads(line)))
-        except (json.JSONDecodeError, GridshiftError) as exc:
+            events.append(validate_event(topic, loads_unique(line)))
+        except (ValueError, GridshiftError) as exc:  # not JSON, a key twice, or invalid
             errors.append(f"line {number}: {exc}")
     for error in errors[:10]:
         click.echo(f"gridshift: {error}", err=True)

@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -65,11 +65,7 @@ def decode(raw: bytes | None, model: type[ModelT], max_bytes: int) -> ModelT | R
         return Rejection("schema_violation", _summarise(exc))
     duplicate = _duplicate_key(raw, len(event.model_fields_set))
     if duplicate is not None:
-        return Rejection(
-            "schema_violation",
-            f"duplicate key {duplicate!r}: a record names each field once (the parser would "
-            "keep the last value and drop the first)",
-        )
+        return Rejection("schema_violation", str(DuplicateKeyError(duplicate)))
     return event
 
 
@@ -77,9 +73,14 @@ def decode(raw: bytes | None, model: type[ModelT], max_bytes: int) -> ModelT | R
 _SPACED_KEY_END = re.compile(rb'"\s+:')
 
 
-class _DuplicateKeyError(ValueError):
+class DuplicateKeyError(ValueError):
+    """A JSON object names ``key`` twice."""
+
     def __init__(self, key: str) -> None:
-        super().__init__(key)
+        super().__init__(
+            f"duplicate key {key!r}: a record names each field once (a parser would keep the "
+            "last value and drop the first)"
+        )
         self.key = key
 
 
@@ -87,9 +88,16 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     seen: dict[str, object] = {}
     for key, value in pairs:
         if key in seen:
-            raise _DuplicateKeyError(key)
+            raise DuplicateKeyError(key)
         seen[key] = value
     return seen
+
+
+def loads_unique(raw: bytes | str) -> Any:
+    """``json.loads`` that refuses an object naming a key twice (:class:`DuplicateKeyError`, a
+    ``ValueError``): for inputs parsed before they are validated and re-encoded (the HTTP API,
+    ``gridshift publish``), where the worker's own check would no longer see the duplicate."""
+    return json.loads(raw, object_pairs_hook=_unique_keys)
 
 
 def _duplicate_key(raw: bytes, fields_given: int) -> str | None:
@@ -100,8 +108,8 @@ def _duplicate_key(raw: bytes, fields_given: int) -> str | None:
     if raw.count(b'":') <= fields_given and not _SPACED_KEY_END.search(raw):
         return None
     try:
-        json.loads(raw, object_pairs_hook=_unique_keys)
-    except _DuplicateKeyError as exc:
+        loads_unique(raw)
+    except DuplicateKeyError as exc:
         return exc.key
     except ValueError:
         return None  # pydantic read it: a difference of dialect, not a duplicate

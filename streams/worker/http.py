@@ -26,7 +26,6 @@ import contextlib
 import errno
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -38,6 +37,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from schemas import INPUT_ROUTES, INPUT_TOPICS, TOPICS_BY_NAME, DispatchDecision
+from streams.engine.codec import DuplicateKeyError, loads_unique
 from streams.engine.fleet import Fleet
 from streams.errors import GridshiftError
 from streams.sdk import Publisher, validate_event
@@ -250,9 +250,11 @@ async def read_events(request: web.Request) -> list[dict[str, Any]]:
     raise ``UnicodeDecodeError`` and ``RecursionError``, which that lets through as a 500."""
     raw = await request.read()  # beyond client_max_size aiohttp answers 413 itself
     try:
-        body = json.loads(raw)
+        body = loads_unique(raw)
     except RecursionError as exc:
         raise web.HTTPBadRequest(text="not an event: JSON nested too deeply") from exc
+    except DuplicateKeyError as exc:  # validated and re-encoded, the duplicate would vanish
+        raise web.HTTPBadRequest(text=str(exc)) from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
         raise web.HTTPBadRequest(text=f"not JSON: {exc}") from exc
     events = body if isinstance(body, list) else [body]

@@ -160,3 +160,26 @@ async def test_an_unknown_key_is_a_422_and_nothing_is_published(
     )
     records = await read_records(api.bootstrap, topic, len(api.published[topic]))
     assert [r.key for r in records] == api.published[topic]
+
+
+async def test_a_field_named_twice_is_a_400_and_nothing_is_published(api: Api) -> None:
+    # Parsed and re-encoded before it is published, the duplicate would vanish and the last
+    # value ($9,999) go in; the worker's own check never sees it. Refused here instead.
+    raw = (
+        '{"interval_start":"2024-08-01T01:00:00Z","interval_end":"2024-08-01T01:15:00Z",'
+        '"node":"HB_SOUTH","price_usd_per_mwh":31,"price_usd_per_mwh":9999}'
+    )
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(f"{api.base}/v1/prices", data=raw) as response:
+            text = await response.text()
+            assert response.status == 400, text
+        assert text.startswith("duplicate key 'price_usd_per_mwh'")
+        # A valid event after it: every record up to that one is a valid event of this module.
+        async with session.post(f"{api.base}/v1/prices", data=raw.rsplit(",", 1)[0] + "}") as ok:
+            assert ok.status == 202, await ok.text()
+    topic = api.prefix + TOPICS["prices"]
+    api.published.setdefault(topic, []).append(b"HB_SOUTH")
+    records = await read_records(api.bootstrap, topic, len(api.published[topic]))
+    assert [r.key for r in records] == api.published[topic]
+    assert all(b"9999" not in (r.value or b"") for r in records)

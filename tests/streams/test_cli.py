@@ -81,13 +81,17 @@ def test_publish_validates_every_line_before_sending(
 ) -> None:
     source = tmp_path / "prices.jsonl"
     good = json.dumps(VALID["grid.price.v1"])
-    source.write_text(f"{good}\n{{oops\n{json.dumps({**VALID['grid.price.v1'], 'node': ''})}\n")
+    twice = good[:-1] + ', "price_usd_per_mwh": 9999}'  # parsed alone, the last would win
+    source.write_text(
+        f"{good}\n{{oops\n{json.dumps({**VALID['grid.price.v1'], 'node': ''})}\n{twice}\n"
+    )
     # An unreachable bootstrap proves nothing is sent: validation fails first.
     assert main(["publish", "grid.price.v1", str(source), "--bootstrap", "127.0.0.1:9"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("gridshift: line 2: ")
     assert err[1].startswith("gridshift: line 3: invalid grid.price.v1 event: node")
-    assert err[-1] == f"gridshift: error: 2 invalid line(s) in {source}; nothing was sent"
+    assert err[2].startswith("gridshift: line 4: duplicate key 'price_usd_per_mwh'")
+    assert err[-1] == f"gridshift: error: 3 invalid line(s) in {source}; nothing was sent"
 
 
 # Issue 13: a user's own folder, the CLI's one-line mistakes, the clipped period, no banner.
