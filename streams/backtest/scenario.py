@@ -73,7 +73,11 @@ class _Strict(BaseModel):
 def _date_time(value: Any) -> Any:
     """A scenario's start/end is a TOML date-time or a text one; a number is refused (the lax
     reading would take it as seconds since 1970)."""
-    if isinstance(value, str | datetime):
+    if isinstance(value, datetime):
+        return value
+    # A text date-time has a "-" or ":" somewhere; a quoted number ("1717200000") has neither
+    # and would be read as seconds all the same.
+    if isinstance(value, str) and any(mark in value for mark in "-:"):
         return value
     raise ValueError(f"give a date-time with an offset, e.g. 2023-06-01T05:00:00Z (got {value!r})")
 

@@ -213,9 +213,12 @@ class Decider:
         key = tuple(sorted(views))
         pools = self._pools(key, views)
         groups = components(key, pools, carbon_budget=self.carbon_budget_t is not None)
+        # A site eligible for a pool is solved with it, even alone: a lone (anonymous) problem
+        # has no pools, so a pool only one site may serve would go unserved.
+        pooled = frozenset(site_id for pool in pools for site_id, _ in pool.eligible)
         problems: dict[Hashable, list[tuple[str, ...]]] = {}
         for group in groups:
-            if len(group) == 1:
+            if _lone(group, pooled):
                 site_id = group[0]
                 problem: Hashable = site_key(
                     self._spec(views[site_id], anonymous=True), views[site_id].snapshot
@@ -236,13 +239,13 @@ class Decider:
         parts: dict[Hashable, FleetPlan] = {p: self._parts[p] for p in problems if p not in fresh}
         for problem in fresh:
             group = problems[problem][0]
-            parts[problem] = self._solve_part(group, views, pools)
+            parts[problem] = self._solve_part(group, views, pools, lone=_lone(group, pooled))
         self._parts = parts  # only the last round's: reuse needs bit-identical inputs to it
         sites: dict[str, Plan] = {}
         for problem, members in problems.items():
             part = parts[problem]
             for group in members:
-                if len(group) == 1:
+                if _lone(group, pooled):
                     sites[group[0]] = part.sites[ANONYMOUS]
                 else:
                     sites.update(part.sites)
@@ -272,11 +275,16 @@ class Decider:
         ]
 
     def _solve_part(
-        self, group: tuple[str, ...], views: dict[str, SnapshotView], pools: list[PoolSpec]
+        self,
+        group: tuple[str, ...],
+        views: dict[str, SnapshotView],
+        pools: list[PoolSpec],
+        *,
+        lone: bool,
     ) -> FleetPlan:
         """One independent problem: a lone site under :data:`ANONYMOUS` (one compiled model per
-        site shape), or a coupled group under its ids with the pools among it."""
-        if len(group) == 1:
+        site shape), or a coupled group (or one pooled site) under its ids with its pools."""
+        if lone:
             view = views[group[0]]
             spec = FleetSpec(sites=(self._spec(view, anonymous=True),))
             snapshots = {ANONYMOUS: view.snapshot}
@@ -486,3 +494,9 @@ def _newest(clock: datetime | None, telemetry: TelemetryEvent | None) -> datetim
     if telemetry is None:
         return clock
     return telemetry.interval_start if clock is None else max(clock, telemetry.interval_start)
+
+
+def _lone(group: tuple[str, ...], pooled: frozenset[str]) -> bool:
+    """A group of one site that no pool may route to: solved anonymously, shared by every site
+    with the same spec and numbers."""
+    return len(group) == 1 and group[0] not in pooled

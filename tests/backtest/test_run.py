@@ -134,7 +134,10 @@ def test_baselines_hold_to_the_interconnect_like_every_strategy(tmp_path: Path) 
     "beat" the oracle by serving load the connection cannot carry; the GPU floor they miss
     shows as SLA shortfall, as gridshift's does."""
     table = own_table(tmp_path, price=40.0)
-    path = own_scenario(tmp_path, file=table.name, site=site_toml(interconnect_mw=6.0))
+    # And a pool the site may serve: routed within what the connection carries, not beyond.
+    pool = '\n[[pools]]\npool_id = "p"\ndemand_mw = 5.0\nvalue_usd_per_mwh = 800.0\n'
+    pool += "regions = { ERCOT = 0.0 }\n"
+    path = own_scenario(tmp_path, file=table.name, site=site_toml(interconnect_mw=6.0) + pool)
     result = backtest(path)
     for strategy, dispatch in result.dispatch.items():
         assert float(np.max(dispatch.grid_import)) <= 6.0 + 1e-6, strategy

@@ -109,11 +109,10 @@ def test_a_value_of_the_wrong_type_is_refused_not_converted(
     assert str(info.value) == f"scenario file {path}: {where}: Input should be a valid {kind}"
 
 
-def test_a_number_is_no_start_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("number", ["1723957200", '"1723957200"', '"1723957200.5"'])
+def test_a_number_is_no_start_time(tmp_path: Path, number: str) -> None:
     path = own_scenario(tmp_path)
-    path.write_text(
-        path.read_text().replace('start = "2024-08-18T05:00:00Z"', "start = 1723957200")
-    )
+    path.write_text(path.read_text().replace('start = "2024-08-18T05:00:00Z"', f"start = {number}"))
     with pytest.raises(GridshiftError, match=r"start: give a date-time with an offset"):
         load_scenario(path)
 

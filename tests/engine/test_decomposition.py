@@ -192,6 +192,19 @@ def test_a_pool_couples_its_eligible_sites_and_leaves_the_others_apart() -> None
     assert float(np.max(routed)) == pytest.approx(3.0)  # the pool is served where it pays
 
 
+def test_a_pool_only_one_site_may_serve_is_served_by_it() -> None:
+    # A group of one, but not a lone problem: solved anonymously (without pools), the pool
+    # went unserved while the joint solve (and the baselines) served it.
+    views = _fleet_views()
+    pool = PoolConfig(pool_id="solo", demand_mw=1.5, value_usd_per_mwh=900.0, sites={"big": 0.0})
+    split, plan, joint = _solve_both(views, pools=(pool,))
+    _assert_same(plan, joint)
+    assert float(np.max(plan.sites["big"].routed_gpu_mw)) == pytest.approx(1.5)  # where it pays
+    # The other sites are still lone problems, shared as before: big is its own.
+    assert plan.sites["tx-0"] is plan.sites["tx-3"]
+    assert len(split._parts) == 5
+
+
 def test_components_follow_pools_transitively() -> None:
     pools = [PoolSpec("p", (("a", 0.0), ("b", 0.0))), PoolSpec("q", (("b", 0.0), ("c", 1.0)))]
     ids = ["a", "b", "c", "d"]
