@@ -60,7 +60,11 @@ def asyncapi_document(version: str = "1.0.0") -> dict[str, Any]:
             "version": version,
             "description": "Power orchestration between Bitcoin mining and GPU inference: grid "
             "prices, carbon, signals and telemetry in; dispatch decisions out. JSON values, "
-            "keys name the entity an event is about, event time in interval_start/interval_end.",
+            "keys name the entity an event is about, event time in interval_start/interval_end. "
+            "Records are partitioned by their key with Kafka's default (murmur2) partitioner: "
+            "librdkafka clients (confluent-kafka, Go, .NET, Rust) set "
+            "partitioner=murmur2_random; a site-keyed input on another partition is forwarded "
+            "to its site's worker, one hop more.",
         },
         "defaultContentType": "application/json",
         "servers": {

@@ -39,6 +39,8 @@ def test_every_topic_is_a_channel_with_its_schema() -> None:
         assert set(schema["properties"]) == set(topic.model.model_fields)
         action = "receive" if topic.is_input else "send"
         assert f"{action}_{topic.name.replace('.', '_')}" in document["operations"]
+    # What a producer in another language must set to land where the worker reads.
+    assert "partitioner=murmur2_random" in document["info"]["description"]
 
 
 def test_cli_writes_the_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
