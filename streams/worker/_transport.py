@@ -409,6 +409,30 @@ class _Consumer(faust_aiokafka.Consumer):
             self._unacked_messages.discard(message)
             notify(self._waiting_for_ack)
 
+    def _new_offset(self, tp: TP) -> int | None:
+        """faust's next offset to commit for ``tp``, never past an input still unacked.
+
+        faust commits the first run of consecutive acked offsets; its check for an unacked
+        offset before that run is off by one (a single one at the head passes) and skipped for
+        a group with nothing committed yet. Inputs are acked out of order here (an input is
+        acked once what it caused is delivered: a reject still being dead-lettered, an input
+        parked for its round, while a later one is acked at once), so faust would commit past
+        them, and a restart would skip them."""
+        acked = self._acked[tp]
+        if acked:
+            first = min(acked)
+            committed = self._committed_offset[tp]
+            for message in list(self._unacked_messages):
+                if (
+                    message.tp == tp
+                    and not message.acked
+                    and message.offset < first
+                    and (committed is None or message.offset >= committed)
+                ):
+                    return None  # committed once that one is acked (the run then joins it)
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
     def ack(self, message: Message) -> bool:
         if self.read_before_loss(message):
             # Its offset belongs to the lost log: committing it would skip the new one's.

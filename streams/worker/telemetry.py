@@ -87,6 +87,7 @@ class _Fetch:
 
     dirty: set[str] = field(default_factory=set)  # sites to decide here
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset per partition
+    starts: dict[TopicPartition, int] = field(default_factory=dict)  # first offset per partition
     rejected: list[tuple[Any, Rejection]] = field(default_factory=list)
     forwards: list[tuple[str, bytes | None]] = field(default_factory=list)  # (site, raw)
     counts: list[tuple[int, int]] = field(default_factory=list)  # (read, applied) per partition
@@ -129,6 +130,11 @@ class TelemetryLane:
     #: Sites folded in by a fetch whose rejects or forwards failed (it is read again).
     _carried: set[str] = field(default_factory=set)
     _committed: dict[TopicPartition, int] = field(default_factory=dict)
+    #: Per partition, the fetches parked for their decisions and not acked yet (next offset ->
+    #: first offset): no commit may pass the first offset of one (a restart would skip it).
+    _parked: dict[TopicPartition, dict[int, int]] = field(default_factory=dict)
+    #: Per partition, the highest offset acked so far (committed once nothing parked is before).
+    _wanted: dict[TopicPartition, int] = field(default_factory=dict)
     _assigned: asyncio.Event = field(default_factory=asyncio.Event)
     #: The broker watch's log generation as last told, and the one its topic was last lost in.
     log_generation: int = 0
@@ -175,6 +181,10 @@ class TelemetryLane:
         self._held = partitions
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
+        # Acks of fetches read before this assignment commit nothing new (a revoked partition's
+        # records are the new owner's; a kept one is read again from its committed offset).
+        self._parked.clear()
+        self._wanted.clear()
         if not tps:
             self._assigned.clear()  # more workers than partitions: this one idles
             return
@@ -260,6 +270,8 @@ class TelemetryLane:
             return
         if dirty:
             # Committed once the decisions are delivered (unless the log is lost meanwhile).
+            for tp, end in offsets.items():
+                self._parked.setdefault(tp, {})[end] = fetch.starts[tp]
             self.ledger.park(self, offsets, generation)
             self.planner.mark_dirty(frozenset(dirty), "telemetry")
         else:
@@ -289,6 +301,7 @@ class TelemetryLane:
                 else:
                     fetch.forwards.extend((site, message.value) for site in sorted(outcome.sites))
             fetch.offsets[tp] = messages[-1].offset + 1
+            fetch.starts[tp] = messages[0].offset
             fetch.counts.append((len(messages), applied))
         return fetch
 
@@ -323,6 +336,8 @@ class TelemetryLane:
             task.cancel()  # ends the client's retries; an attempt already sent goes first
         self._next.clear()
         self._committed.clear()
+        self._parked.clear()
+        self._wanted.clear()
         if self._consumer is None or not self._held:
             return
         tps = [TopicPartition(self.topic, p) for p in sorted(self._held)]
@@ -365,14 +380,21 @@ class TelemetryLane:
         return total
 
     async def ack(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit ``offsets`` (the ledger calls this after delivery)."""
-        # Only forward: a batch with nothing to decide may be acked before an earlier one
-        # whose decisions are still on their way; committing that one after must not go back.
-        mine = {
-            tp: o
-            for tp, o in offsets.items()
-            if tp.partition in self._held and o > self._committed.get(tp, -1)
-        }
+        """Commit ``offsets`` (the ledger calls this after delivery), in order: a fetch with
+        nothing to decide (only rejects or forwards, delivered) is acked at once, maybe before
+        an earlier fetch whose decisions are still on their way; its commit waits at that one's
+        first offset, and goes out whole when that one is acked. Never backwards either."""
+        mine: dict[TopicPartition, int] = {}
+        for tp, end in offsets.items():
+            if tp.partition not in self._held:
+                continue
+            parked = self._parked.get(tp, {})
+            parked.pop(end, None)
+            wanted = max(self._wanted.get(tp, -1), end)
+            self._wanted[tp] = wanted
+            target = min(wanted, *parked.values()) if parked else wanted
+            if target > self._committed.get(tp, -1):
+                mine[tp] = target
         if not mine:
             return
         self._committed.update(mine)

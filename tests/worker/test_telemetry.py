@@ -184,3 +184,56 @@ async def test_no_batch_stops_the_lane(
             await probe.stop()
     finally:
         await lane.stop()
+
+
+class _Commits:
+    """A STAND-IN for the lane's consumer: records the offsets it is told to commit."""
+
+    def __init__(self) -> None:
+        self.made: list[dict[TopicPartition, int]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.made.append(dict(offsets))
+
+
+class _Message:
+    def __init__(self, offset: int, value: bytes) -> None:
+        self.offset, self.value, self.key, self.partition = offset, value, b"site-a", 0
+        self.topic, self.timestamp = "t", 0
+
+
+async def test_a_fetch_with_nothing_to_decide_is_not_committed_past_an_earlier_parked_one() -> None:
+    # Fetch 1 (offsets 0-1, valid) is parked for its decisions; fetch 2 (offset 2, garbage) has
+    # nothing to decide and is acked once its dead letter is out. Committing 3 then would
+    # skip fetch 1 at a restart if its decisions never went out: the commit waits at 0.
+    state = FleetState(Fleet(sites=(mining_site(site_id="site-a"),)))
+
+    async def publish(_: DispatchDecision) -> None:
+        return None
+
+    async def reject(_topic: str, _message: object, _why: Rejection) -> None:
+        return None
+
+    ledger = AckLedger()
+    lane = TelemetryLane(
+        topic="t",
+        connection=KafkaConnection("127.0.0.1:9"),
+        group="g",
+        state=state,
+        planner=Replanner(state, publish, Decider(load_settings().horizon()), debounce_s=0.0),
+        ledger=ledger,
+        reject=reject,
+        count=lambda consumed, applied: None,
+        max_bytes=100_000,
+    )
+    commits = _Commits()
+    tp = TopicPartition("t", 0)
+    lane._consumer = commits
+    lane._held = frozenset({0})
+    lane._committed[tp] = 0
+    valid = [_Message(k, encode(telemetry("site-a", k))) for k in range(2)]
+    await lane._fold({tp: valid}, generation=0)
+    await lane._fold({tp: [_Message(2, b"{not json")]}, generation=0)
+    assert commits.made == []  # not past offset 0, whose fetch waits for its decisions
+    await ledger.release(ledger.take())  # fetch 1's decisions delivered
+    assert commits.made == [{tp: 3}]  # now both, in one commit
