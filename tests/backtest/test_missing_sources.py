@@ -5,16 +5,16 @@ told in words, with no internal ``#`` left."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from streams.backtest.notes import note_kind, tell
-from streams.backtest.report import BacktestResult, run_backtest, write_report
-from streams.backtest.scenario import load_scenario, scenario_paths
+from streams.backtest.report import BacktestResult, write_report
 from tests.backtest.own import backtest, own_scenario, own_table, site_toml
+from tests.backtest.test_flexible import shipped
 
 NO_4CP_2021 = (
     "4CP list has no intervals for 2021 (missing in the source): the 4CP charge is not scored "
@@ -25,15 +25,7 @@ MCPC_FILES = "ercot_dam_as_mcpc_hourly_2021.csv, ercot_dam_as_mcpc_hourly_2022_2
 
 def flexible_load(data_dir: Path, start: datetime, days: int) -> BacktestResult:
     """The shipped ERCOT flexible-load scenario over ``days`` from ``start`` (real data)."""
-    path = scenario_paths()["ercot-flexible-load"]
-    return run_backtest(
-        load_scenario(path),
-        data_dir,
-        path.parent,
-        start=start,
-        end=start + timedelta(days=days),
-        show_progress=False,
-    )
+    return shipped("ercot-flexible-load", data_dir, start, days)
 
 
 def treatment(result: BacktestResult) -> str:

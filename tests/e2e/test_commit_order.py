@@ -71,6 +71,22 @@ async def then_unmatched_acked(worker: Worker, producer: Producer, prefix: str) 
     )
 
 
+async def committed_in_order(
+    worker: Worker, on_partition_0: Callable[[], int], release: asyncio.Event
+) -> None:
+    """Offset 1 unacked, 2 acked: a commit stays at 1; once 1 is delivered, both go (3)."""
+    await worker.app.consumer.commit()
+    assert on_partition_0() == 1
+    release.set()
+    await until(
+        lambda: worker.agents.in_flight() == 0 and worker.planner.ledger_outstanding() == 0,
+        "offset 1's output delivered",
+        30,
+    )
+    await worker.app.consumer.commit()
+    await until(lambda: on_partition_0() == 3, "both committed once it is", 30)
+
+
 async def test_no_commit_passes_a_reject_whose_dead_letter_is_on_its_way(
     broker: EmbeddedBroker, topic_prefix: str, one_site_fleet: Fleet
 ) -> None:
@@ -84,12 +100,8 @@ async def test_no_commit_passes_a_reject_whose_dead_letter_is_on_its_way(
         producer.produce(topic_prefix + PRICES, value=b'{"not json', partition=0)  # offset 1
         await then_unmatched_acked(worker, producer, topic_prefix)
         assert worker.agents.in_flight() == 1  # the reject, waiting for its dead letter
-        await worker.app.consumer.commit()
-        assert on_partition_0() == 1  # not 3: the bad record would never be dead-lettered
-        release.set()
-        await until(lambda: worker.agents.in_flight() == 0, "the dead letter delivered", 30)
-        await worker.app.consumer.commit()
-        await until(lambda: on_partition_0() == 3, "both committed once it is", 30)
+        # Not 3: the bad record would never be dead-lettered.
+        await committed_in_order(worker, on_partition_0, release)
 
 
 async def test_no_commit_passes_an_input_waiting_for_its_decision(
@@ -105,9 +117,5 @@ async def test_no_commit_passes_an_input_waiting_for_its_decision(
         producer.produce(topic_prefix + PRICES, value=as_json(price(1, 30.0)), partition=0)
         await until(lambda: worker.planner.ledger_outstanding() == 1, "offset 1 parked", 30)
         await then_unmatched_acked(worker, producer, topic_prefix)
-        await worker.app.consumer.commit()
-        assert on_partition_0() == 1  # not 3: a restart would not decide offset 1
-        release.set()
-        await until(lambda: worker.planner.ledger_outstanding() == 0, "its decision out", 30)
-        await worker.app.consumer.commit()
-        await until(lambda: on_partition_0() == 3, "both committed once it is", 30)
+        # Not 3: a restart would not decide offset 1.
+        await committed_in_order(worker, on_partition_0, release)
